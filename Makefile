@@ -1,0 +1,33 @@
+# attnviz: `make demo` sets everything up and draws a heat map; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install demo test lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install attnviz with its test tools
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: install ## draw where the network looks on a bundled photo -> demo/chelsea.attn-concat.png
+	$(BIN)/attnviz run sample_images/chelsea.png --mode concat -o demo/chelsea.attn-concat.png --overwrite
+
+test: install ## run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check attnviz tests scripts
+	$(BIN)/ruff format --check attnviz tests scripts
+	$(BIN)/mypy attnviz
+
+bench: install ## throughput figures: attnviz vs the pytorch-grad-cam way vs forward-only
+	$(BIN)/python scripts/bench.py
+
+clean: ## remove the environment and outputs
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

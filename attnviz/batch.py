@@ -1,0 +1,347 @@
+"""`attnviz run` over any number of inputs: decode, forward, render and write, overlapped, in input order.
+
+The network runs on the calling thread; decoding and preprocessing run ahead on one pool, rendering, encoding and
+writing run behind on another. Both windows are bounded, so memory stays flat however many images go through,
+and results (JSON lines, errors) come out in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attnviz import render
+from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
+from attnviz.images import DEFAULT_MAX_PIXELS, load_image
+from attnviz.inputs import STDIN, Job, expand, output_for
+from attnviz.outputs import check_target, encode_image, image_format, suffix_format, write_bytes, write_npy
+from attnviz.pipeline import Explainer, GridResult
+from attnviz.progress import Progress
+from attnviz.scorers import Mode
+
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mode: Mode = Mode.concat
+    encoder: str = "efficientnet_lite0"
+    size: int = 448
+    target: str | None = None
+    interpolation: render.Interpolation = render.Interpolation.bilinear
+    colormap: str = render.DEFAULT_COLORMAP
+    alpha: float = render.DEFAULT_ALPHA
+    output: str | None = None
+    format: str = "png"
+    overwrite: bool = False
+    skip_existing: bool = False
+    json: bool = False
+    save_scores: bool = False
+    quiet: bool = False
+    fail_fast: bool = False
+    null_separated: bool = False
+    batch_size: int = 1
+    workers: int = 2
+    device: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Summary:
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def line(self) -> str:
+        return f"attnviz: {self.written} written, {self.skipped} skipped, {self.failed} failed"
+
+
+@dataclass
+class Item:
+    """One input on its way through the stages; `record` is set once its outcome is known."""
+
+    job: Job
+    output: Path | None
+    image: Image.Image | None = None
+    frames: int = 1
+    record: dict[str, object] | None = None
+    data: bytes | None = None  # image bytes destined for stdout
+    error: str | None = None
+    skipped: bool = False
+    tensor: torch.Tensor | None = field(default=None, repr=False)
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: no MPS device is available")
+    return name
+
+
+def one_line(message: str) -> str:
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class Runner:
+    def __init__(self, options: RunOptions, stdout: BinaryIO, stderr: TextIO) -> None:
+        self.options = options
+        self.stdout = stdout
+        self.stderr = stderr
+        self.summary = Summary()
+        self.suffix = "." + options.format.lower().lstrip(".")
+        suffix_format(self.suffix)  # validates the format before any work
+        render.colormap_lut(options.colormap)  # validates the colormap
+        if not 0.0 <= options.alpha <= 1.0:
+            raise UsageError(f"--alpha must be between 0 and 1, got {options.alpha}")
+        if options.batch_size < 1 or options.workers < 1 or options.size < 1:
+            raise UsageError("--batch-size, --workers and --size must be at least 1")
+        self.explainer = Explainer(options.encoder, options.mode, options.size, device=pick_device(options.device))
+        self.target = self.explainer.target_index(options.target)
+        self.claimed: dict[Path, str] = {}
+
+    # -- planning -------------------------------------------------------------------------------------------
+
+    def plan(self, arguments: list[str], stdin: BinaryIO | None) -> tuple[Iterator[Job], int | None, bool]:
+        """Jobs, their count when known up front, and whether this is the single-image case."""
+        single = len(arguments) == 1 and arguments[0] != STDIN and not os.path.isdir(arguments[0])
+        if self.options.output == STDOUT:
+            if not single:
+                raise UsageError("-o - (image to stdout) needs exactly one input image")
+            if self.options.json:
+                raise UsageError("-o - and --json both want stdout; write the image to a file instead")
+            if self.options.save_scores:
+                raise UsageError("--save-scores needs an output file beside which to save, not -o -")
+        elif not single and self.options.output and Path(self.options.output).exists():
+            if not Path(self.options.output).is_dir():
+                raise UsageError(f"-o {self.options.output}: several inputs need an output folder, not a file")
+        if STDIN in arguments:
+            return expand(arguments, stdin, self.options.null_separated), None, single
+        jobs = list(expand(arguments))
+        return iter(jobs), len(jobs), single
+
+    def output_path(self, job: Job, single: bool) -> Path | None:
+        out = self.options.output
+        if single:
+            if out == STDOUT:
+                return None
+            if out and not (out.endswith(("/", os.sep)) or Path(out).is_dir()):
+                image_format(out)
+                return Path(out)
+            return output_for(Job(job.input, Path(job.relative.name)), Path(out or "."), self.options.mode.value, self.suffix)
+        return output_for(job, Path(out or "."), self.options.mode.value, self.suffix)
+
+    # -- stages ---------------------------------------------------------------------------------------------
+
+    def admit(self, job: Job, single: bool) -> Item:
+        """Decide before decoding whether the job runs, is skipped, or fails on its output path."""
+        item = Item(job, self.output_path(job, single))
+        if item.output is None:
+            return item
+        earlier = self.claimed.get(item.output)
+        if earlier is not None:
+            item.error = f"{job.input}: its output {item.output} is also the output of {earlier}"
+            return item
+        self.claimed[item.output] = job.input
+        if self.options.skip_existing and item.output.exists():
+            item.skipped = True
+            item.record = {"input": job.input, "output": str(item.output), "skipped": True}
+            return item
+        try:
+            check_target(item.output, inputs=(job.input,), overwrite=self.options.overwrite)
+        except OutputError as exc:
+            item.error = str(exc)
+        return item
+
+    def decode(self, item: Item) -> Item:
+        try:
+            loaded = load_image(item.job.input, self.options.max_pixels)
+            item.image, item.frames = loaded.image, loaded.frames
+            item.tensor = self.explainer.preprocess(loaded.image)  # (3, h, w)
+        except AttnvizError as exc:
+            item.error = str(exc)
+        except MemoryError:
+            item.error = f"{item.job.input}: out of memory while decoding"
+        return item
+
+    def finish(self, item: Item, result: GridResult) -> Item:
+        """Draw, encode and write one result; runs on a worker thread."""
+        assert item.image is not None
+        o = self.options
+        try:
+            explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
+            pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
+            fmt, save_options = image_format(item.output) if item.output else suffix_format(self.suffix)
+            data = encode_image(pixels, fmt, save_options)
+            record: dict[str, object] = {
+                "input": item.job.input,
+                "output": str(item.output) if item.output else STDOUT,
+                "mode": o.mode.value,
+                "encoder": self.explainer.encoder.name,
+                "size": list(result.input_size),
+                "grid": list(result.grid),
+                "target": result.target.to_json(),
+                "topk": [p.to_json() for p in result.topk],
+                "peak": list(explanation.peak),
+            }
+            if item.frames > 1:
+                record["frames"] = item.frames
+                record["frame"] = 0
+            if item.output is None:
+                item.data = data
+            else:
+                if o.save_scores:
+                    scores_path = item.output.with_suffix(".npy")
+                    write_npy(scores_path, result.weights.astype(np.float32), overwrite=o.overwrite)
+                    record["scores"] = str(scores_path)
+                write_bytes(item.output, data, overwrite=o.overwrite)  # last: its presence means "done"
+            item.record = record
+        except AttnvizError as exc:
+            item.error = str(exc)
+        finally:
+            item.image = None  # free the full-size picture as soon as it is drawn
+        return item
+
+    # -- driver ---------------------------------------------------------------------------------------------
+
+    def run(self, arguments: list[str], stdin: BinaryIO | None) -> int:
+        jobs, total, single = self.plan(arguments, stdin)
+        progress = Progress(self.stderr, total, enabled=self.stderr.isatty() and not self.options.quiet and not single)
+        window = max(2 * self.options.batch_size, self.options.workers + 2)
+        decoding: deque[Future[Item] | Item] = deque()
+        finishing: deque[Future[Item] | Item] = deque()
+        interrupted = stopped = False
+        with ThreadPoolExecutor(self.options.workers, "attnviz-decode") as decoders, ThreadPoolExecutor(
+            self.options.workers, "attnviz-render"
+        ) as renderers:
+            try:
+                for job in jobs:
+                    item = self.admit(job, single)
+                    decoding.append(item if item.error or item.skipped else decoders.submit(self.decode, item))
+                    while len(decoding) >= window and not stopped:
+                        stopped = self.forward(decoding, finishing, renderers, progress)
+                    if stopped:
+                        break
+                while decoding and not stopped:
+                    stopped = self.forward(decoding, finishing, renderers, progress)
+                while finishing and not stopped:
+                    stopped = self.emit(finishing.popleft(), progress)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                for pending in (*decoding, *finishing):
+                    if isinstance(pending, Future):
+                        pending.cancel()
+        progress.clear()
+        if interrupted:
+            self.message("interrupted; every file written so far is complete")
+        if not single or self.summary.failed or interrupted:
+            if not self.options.quiet:
+                self.stderr.write(self.summary.line() + "\n")
+        if interrupted:
+            return 130
+        return 1 if self.summary.failed else 0
+
+    def forward(
+        self,
+        decoding: deque[Future[Item] | Item],
+        finishing: deque[Future[Item] | Item],
+        renderers: ThreadPoolExecutor,
+        progress: Progress,
+    ) -> bool:
+        """Run the network on the next batch of equal-size decoded images; returns True to stop (fail-fast)."""
+        batch: list[Item] = []
+        while decoding and len(batch) < self.options.batch_size:
+            head = decoding[0]
+            item = head.result() if isinstance(head, Future) else head
+            if item.tensor is None:  # failed or skipped: keep its place in the output order
+                if batch:
+                    break
+                decoding.popleft()
+                finishing.append(item)
+                return self.drain(finishing, progress)
+            if batch and item.tensor.shape != batch[0].tensor.shape:  # type: ignore[union-attr]
+                break
+            decoding.popleft()
+            batch.append(item)
+        stacked = torch.stack([item.tensor for item in batch])  # type: ignore[misc]  # (B, 3, h, w)
+        for item in batch:
+            item.tensor = None
+        results = self.explainer.infer(stacked, [self.target] * len(batch))
+        for item, result in zip(batch, results, strict=True):
+            finishing.append(renderers.submit(self.finish, item, result))
+        return self.drain(finishing, progress)
+
+    def drain(self, finishing: deque[Future[Item] | Item], progress: Progress) -> bool:
+        """Emit finished results from the front of the queue, keeping at most a window in flight."""
+        while finishing and (
+            len(finishing) > self.options.workers + 1
+            or not isinstance(finishing[0], Future)
+            or finishing[0].done()
+        ):
+            if self.emit(finishing.popleft(), progress):
+                return True
+        return False
+
+    def emit(self, pending: Future[Item] | Item, progress: Progress) -> bool:
+        item = pending.result() if isinstance(pending, Future) else pending
+        progress.advance()
+        if item.error is not None:
+            self.summary.failed += 1
+            progress.clear()
+            self.message(item.error)
+            if self.options.json:
+                self.write_json({"input": item.job.input, "error": item.error})
+            return self.options.fail_fast
+        if item.skipped:
+            self.summary.skipped += 1
+        else:
+            self.summary.written += 1
+        if item.data is not None:
+            self.stdout.write(item.data)
+            self.stdout.flush()
+        elif self.options.json and item.record is not None:
+            self.write_json(item.record)
+        elif item.record is not None and not self.options.quiet and progress.total == 1:
+            target = item.record.get("target")
+            if isinstance(target, dict):
+                self.stderr.write(
+                    f"wrote {item.record['output']}  ({target['label']}, p={target['prob']:.3f}, "
+                    f"peak at {item.record['peak']})\n"
+                )
+        return False
+
+    def message(self, text: str) -> None:
+        self.stderr.write(f"attnviz: error: {one_line(text)}\n")
+        self.stderr.flush()
+
+    def write_json(self, record: dict[str, object]) -> None:
+        self.stdout.write(json.dumps(record).encode() + b"\n")
+        self.stdout.flush()
+
+
+def run(arguments: list[str], options: RunOptions, stdin: BinaryIO | None = None) -> int:
+    """Process `arguments` (files, folders, `-` for paths on stdin); returns the exit status."""
+    stdout = sys.stdout.buffer
+    runner = Runner(options, stdout, sys.stderr)
+    return runner.run(arguments, stdin if stdin is not None else sys.stdin.buffer)
+
+
+__all__ = ["InputError", "RunOptions", "Runner", "Summary", "run"]

@@ -1,0 +1,162 @@
+"""Command line: parse options, hand them to the library, turn its errors into one line and an exit status."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import click
+import typer
+
+from attnviz import __version__
+from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
+from attnviz.errors import AttnvizError
+from attnviz.images import DEFAULT_MAX_PIXELS
+from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Interpolation
+from attnviz.scorers import Mode
+
+app = typer.Typer(
+    name="attnviz",
+    help="Where does a CNN look? Soft-attention heat maps over a pretrained encoder, for one photo or a million.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Format(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"attnviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Where does a CNN look? Soft-attention heat maps over a pretrained encoder."""
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (searched recursively) and '-' to read paths from stdin.", show_default=False),
+    ],
+    mode: Annotated[Mode, typer.Option("--mode", "-m", help="Attention scorer.")] = Mode.concat,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Class index or name (unique part of it). Default: the top-1 class."),
+    ] = None,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name.")] = DEFAULT_ENCODER,
+    size: Annotated[int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")] = DEFAULT_SIZE,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one input; '-' for stdout) or folder (several inputs). "
+            "Default: NAME.attn-MODE.png in the current folder, mirroring input folders.",
+        ),
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Image format when naming outputs in a folder.")] = Format.png,
+    interpolation: Annotated[
+        Interpolation, typer.Option("--interpolation", help="How the grid is upsampled to the picture.")
+    ] = Interpolation.bilinear,
+    colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap name.")] = DEFAULT_COLORMAP,
+    alpha: Annotated[
+        float, typer.Option("--alpha", "-a", min=0.0, max=1.0, help="Opacity of the hottest part of the map.")
+    ] = DEFAULT_ALPHA,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume a run).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input on stdout.")] = False,
+    save_scores: Annotated[
+        bool, typer.Option("--save-scores", help="Also save the grid's attention weights as float32 .npy.")
+    ] = False,
+    null: Annotated[bool, typer.Option("-0", "--null", help="Paths on stdin are NUL-separated (find -print0).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for decoding and for rendering.")] = 2,
+    device: Annotated[Device, typer.Option("--device", help="Where the network runs.")] = Device.auto,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
+    from attnviz.batch import RunOptions
+    from attnviz.batch import run as run_batch
+
+    options = RunOptions(
+        mode=mode,
+        encoder=encoder,
+        size=size,
+        target=target,
+        interpolation=interpolation,
+        colormap=colormap,
+        alpha=alpha,
+        output=output,
+        format=format.value,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        json=json,
+        save_scores=save_scores,
+        quiet=quiet,
+        fail_fast=fail_fast,
+        null_separated=null,
+        batch_size=batch_size,
+        workers=workers,
+        device=device.value,
+        max_pixels=max_pixels,
+    )
+    raise typer.Exit(run_batch(inputs, options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every expected failure is one line on stderr and an exit status, never a traceback."""
+    if hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
+    try:
+        app(args=argv, prog_name="attnviz", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.UsageError as exc:
+        hint = f" (see attnviz {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
+        print(f"attnviz: error: {exc.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("attnviz: interrupted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("attnviz: interrupted", file=sys.stderr)
+        return 130
+    except AttnvizError as exc:
+        print(f"attnviz: error: {exc}".replace("\n", "\\n"), file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 141
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Pure functions from attention scores to pictures: display map, upsampling, colour and blending."""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attnviz.errors import UsageError
+
+#: Turbo: a rainbow made perceptually smooth (unlike jet), and its blue-to-red reads on warm and cool photos alike.
+DEFAULT_COLORMAP = "turbo"
+DEFAULT_ALPHA = 0.7
+
+
+class Interpolation(str, Enum):
+    nearest = "nearest"
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
+def display_map(scores: np.ndarray) -> np.ndarray:
+    """(H', W') scores -> (H', W') values in [0, 1] for display: the median cell maps to 0, the best cell to 1.
+
+    Softmax weights are exponential in the scores, so drawn directly they show one hot cell. The scores are the
+    log-weights up to a constant, so scaling them draws the same ranking with the contrast of a CAM. Starting at
+    the median rather than the minimum leaves the less attended half of the picture untinted. A map with no
+    preferred cell is drawn as all zeros rather than divided by zero.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if not np.isfinite(scores).all():
+        raise UsageError("attention scores contain NaN or infinity")
+    low, high = float(np.median(scores)), float(scores.max())
+    if high - low <= 1e-6 * max(1.0, abs(high)):
+        low = float(scores.min())
+    if high - low <= 1e-6 * max(1.0, abs(high)):
+        return np.zeros_like(scores)
+    return np.clip((scores - low) / (high - low), 0.0, 1.0)
+
+
+def upsample(grid: np.ndarray, width: int, height: int, mode: Interpolation | str = Interpolation.bilinear) -> np.ndarray:
+    """(H', W') -> (height, width) float32, with cell centres landing on the centres of their image regions."""
+    mode = Interpolation(mode)
+    tensor = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]  # (1, 1, H', W')
+    if mode is Interpolation.nearest:
+        out = F.interpolate(tensor, size=(height, width), mode="nearest")
+    else:
+        out = F.interpolate(tensor, size=(height, width), mode=mode.value, align_corners=False)
+    return out[0, 0].clamp_(0.0, 1.0).numpy()  # bicubic overshoots; the map stays in [0, 1]
+
+
+@lru_cache(maxsize=8)
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 colours of a matplotlib colormap."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise UsageError(f"unknown colormap {name!r}; try inferno, viridis, magma, plasma, turbo or jet") from None
+    return np.round(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def peak(heat: np.ndarray) -> tuple[int, int]:
+    """(x, y) pixel of the map's maximum."""
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return int(x), int(y)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, colormap: str = DEFAULT_COLORMAP, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """Blend a colour-mapped heat map over an (H, W, 3) uint8 RGB image; returns a new uint8 RGB image.
+
+    Opacity follows the map (alpha * heat): where the network does not look, the photo stays as it was, instead
+    of the whole picture being tinted as a fixed 50/50 blend does.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
+    if image.shape[:2] != heat.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
+    lut = colormap_lut(colormap)
+    index = np.rint(heat * 255.0).astype(np.uint8)  # (H, W)
+    colour = lut[index]  # (H, W, 3)
+    opacity = (heat * alpha).astype(np.float32)[..., None]  # (H, W, 1)
+    out = image.astype(np.float32)
+    out += (colour.astype(np.float32) - out) * opacity
+    return np.rint(out, out=out).astype(np.uint8)

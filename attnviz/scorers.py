@@ -1,0 +1,170 @@
+"""Soft-attention scorers over a CNN's spatial grid (dot, general, concat) and their data-free defaults.
+
+Every scorer maps encoder cells `h` (B, N, C) and a query `q` (B, D) to one score per cell; the base class turns
+scores into attention weights (softmax over the N cells) and the context vector `sum_i w_i h_i`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import Tensor, nn
+
+from attnviz.errors import UsageError
+
+#: Size of the attention space of the default general and concat scorers.
+DEFAULT_ATTN_DIM = 256
+#: Largest pre-activation the default concat scorer's tanh units see for a typical input (keeps tanh quadratic).
+_CONCAT_REACH = 0.3
+
+
+class Mode(str, Enum):
+    dot = "dot"
+    general = "general"
+    concat = "concat"
+
+
+@dataclass(frozen=True)
+class Attention:
+    scores: Tensor  # (B, N) unnormalised, log-weights up to a constant per row
+    weights: Tensor  # (B, N) softmax over the grid, rows sum to 1
+    context: Tensor  # (B, C) attention-pooled features
+
+
+class Scorer(nn.Module):
+    """Owns softmax and pooling; subclasses only say how a cell is scored against the query."""
+
+    mode: Mode
+
+    def score(self, h: Tensor, q: Tensor) -> Tensor:
+        """(B, N, C) cells, (B, D) query -> (B, N) scores."""
+        raise NotImplementedError
+
+    def forward(self, h: Tensor, q: Tensor) -> Attention:
+        if not torch.isfinite(h).all():
+            raise UsageError("encoder features contain NaN or infinity; cannot compute attention")
+        scores = self.score(h, q)  # (B, N)
+        weights = torch.softmax(scores, dim=-1)  # (B, N)
+        context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)  # (B, C)
+        return Attention(scores=scores, weights=weights, context=context)
+
+
+class DotScorer(Scorer):
+    """s_i = h_i . q: no parameters; with q a classifier row this is the Class Activation Map."""
+
+    mode = Mode.dot
+
+    def score(self, h: Tensor, q: Tensor) -> Tensor:
+        if h.shape[-1] != q.shape[-1]:
+            raise UsageError(f"dot attention needs query size == feature size, got {q.shape[-1]} and {h.shape[-1]}")
+        return torch.einsum("bnc,bc->bn", h, q)
+
+
+class GeneralScorer(Scorer):
+    """s_i = (W_e h_i) . (W_d q): two bias-free projections into a shared attention space.
+
+    No bias, so that neither side gets a constant offset that would favour every cell alike.
+    """
+
+    mode = Mode.general
+
+    def __init__(self, enc_dim: int, query_dim: int, attn_dim: int = DEFAULT_ATTN_DIM) -> None:
+        super().__init__()
+        self.enc_proj = nn.Linear(enc_dim, attn_dim, bias=False)  # W_e
+        self.query_proj = nn.Linear(query_dim, attn_dim, bias=False)  # W_d
+
+    def score(self, h: Tensor, q: Tensor) -> Tensor:
+        keys = self.enc_proj(h)  # (B, N, A)
+        query = self.query_proj(q)  # (B, A)
+        return torch.einsum("bna,ba->bn", keys, query)
+
+
+class ConcatScorer(Scorer):
+    """s_i = v . tanh(W_c [h_i ; q] + b), one hidden layer over each cell concatenated with the query.
+
+    `W_c [h; q]` is computed as `W_h h + W_q q` so the query half is done once per image, not once per cell.
+    """
+
+    mode = Mode.concat
+
+    def __init__(self, enc_dim: int, query_dim: int, hidden_dim: int = 4 * DEFAULT_ATTN_DIM) -> None:
+        super().__init__()
+        self.enc_dim = enc_dim
+        self.combine = nn.Linear(enc_dim + query_dim, hidden_dim)  # W_c, b
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+
+    def score(self, h: Tensor, q: Tensor) -> Tensor:
+        w_h = self.combine.weight[:, : self.enc_dim]  # (U, C)
+        w_q = self.combine.weight[:, self.enc_dim :]  # (U, D)
+        query_part = q @ w_q.T + self.combine.bias  # (B, U)
+        hidden = torch.tanh(h @ w_h.T + query_part.unsqueeze(1))  # (B, N, U)
+        return self.v(hidden).squeeze(-1)  # (B, N)
+
+
+def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> Tensor:
+    """(A, C) orthonormal rows spanning the top-A right singular vectors of the (K, C) classifier matrix.
+
+    Projecting cells and class vectors onto it keeps the directions the classifier actually uses.
+    """
+    w = class_vectors.detach().double()  # (K, C)
+    _, vectors = torch.linalg.eigh(w.T @ w)  # ascending eigenvalues, (C, C)
+    dim = min(attn_dim, w.shape[1])
+    return vectors[:, -dim:].flip(-1).T.float().contiguous()  # (A, C)
+
+
+def default_general(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> GeneralScorer:
+    """W_e = W_d = P: a low-rank Class Activation Map, the best data-free start for a learned head."""
+    basis = class_subspace(class_vectors, attn_dim)  # (A, C)
+    scorer = GeneralScorer(class_vectors.shape[1], class_vectors.shape[1], basis.shape[0])
+    with torch.no_grad():
+        scorer.enc_proj.weight.copy_(basis)
+        scorer.query_proj.weight.copy_(basis)
+    return scorer
+
+
+def tanh_second_derivative(x: float) -> float:
+    t = math.tanh(x)
+    return -2.0 * t * (1.0 - t * t)
+
+
+def default_concat(
+    class_vectors: Tensor, feature_bound: float, attn_dim: int = DEFAULT_ATTN_DIM, bias: float = 0.66
+) -> ConcatScorer:
+    """A concat scorer whose tanh layer computes the general score (P h) . (P q) to second order.
+
+    Per attention dimension k, four tanh units at bias c0 see +-(alpha a_k + beta b_k) and +-(alpha a_k - beta b_k)
+    with a = P h, b = P q. Even-order Taylor terms survive the +,+ pairs; v = (+1, +1, -1, -1) / (4 alpha beta
+    tanh''(c0)) leaves exactly a_k b_k. alpha and beta keep pre-activations within +-0.3 of c0 for features up to
+    `feature_bound` and for every class vector, where tanh is close to its quadratic expansion. c0 = 0.66 is near
+    where |tanh''| peaks, so the quadratic term is as large as it gets relative to the float error.
+    """
+    basis = class_subspace(class_vectors, attn_dim)  # (A, C)
+    dim, channels = basis.shape
+    query_bound = float((class_vectors.detach().float() @ basis.T).abs().max())
+    alpha = _CONCAT_REACH / 2 / max(feature_bound, 1e-6)
+    beta = _CONCAT_REACH / 2 / max(query_bound, 1e-6)
+    signs = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # (4, 2): feature, query sign
+    w_h = (signs[:, 0, None, None] * alpha * basis).reshape(4 * dim, channels)  # (4A, C)
+    w_q = (signs[:, 1, None, None] * beta * basis).reshape(4 * dim, channels)  # (4A, C)
+    v = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat_interleave(dim) / (
+        4 * alpha * beta * tanh_second_derivative(bias)
+    )
+    scorer = ConcatScorer(channels, channels, 4 * dim)
+    with torch.no_grad():
+        scorer.combine.weight.copy_(torch.cat([w_h, w_q], dim=1))
+        scorer.combine.bias.fill_(bias)
+        scorer.v.weight.copy_(v.unsqueeze(0))
+    return scorer
+
+
+def default_scorer(mode: Mode | str, class_vectors: Tensor, feature_bound: float) -> Scorer:
+    """The data-free scorer for a mode: every mode is CAM-faithful out of the box, none is random."""
+    mode = Mode(mode)
+    if mode is Mode.dot:
+        return DotScorer()
+    if mode is Mode.general:
+        return default_general(class_vectors)
+    return default_concat(class_vectors, feature_bound)
