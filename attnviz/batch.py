@@ -129,9 +129,8 @@ class Runner:
                 raise UsageError("-o - and --json both want stdout; write the image to a file instead")
             if self.options.save_scores:
                 raise UsageError("--save-scores needs an output file beside which to save, not -o -")
-        elif not single and self.options.output and Path(self.options.output).exists():
-            if not Path(self.options.output).is_dir():
-                raise UsageError(f"-o {self.options.output}: several inputs need an output folder, not a file")
+        elif not single and self.options.output and Path(self.options.output).is_file():
+            raise UsageError(f"-o {self.options.output}: several inputs need an output folder, not a file")
         if STDIN in arguments:
             return expand(arguments, stdin, self.options.null_separated), None, single
         jobs = list(expand(arguments))
@@ -145,7 +144,9 @@ class Runner:
             if out and not (out.endswith(("/", os.sep)) or Path(out).is_dir()):
                 image_format(out)
                 return Path(out)
-            return output_for(Job(job.input, Path(job.relative.name)), Path(out or "."), self.options.mode.value, self.suffix)
+            return output_for(
+                Job(job.input, Path(job.relative.name)), Path(out or "."), self.options.mode.value, self.suffix
+            )
         return output_for(job, Path(out or "."), self.options.mode.value, self.suffix)
 
     # -- stages ---------------------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ class Runner:
     def admit(self, job: Job, single: bool) -> Item:
         """Decide before decoding whether the job runs, is skipped, or fails on its output path."""
         item = Item(job, self.output_path(job, single))
+        if job.error is not None:
+            item.error = job.error
+            return item
         if item.output is None:
             return item
         earlier = self.claimed.get(item.output)
@@ -228,9 +232,10 @@ class Runner:
         decoding: deque[Future[Item] | Item] = deque()
         finishing: deque[Future[Item] | Item] = deque()
         interrupted = stopped = False
-        with ThreadPoolExecutor(self.options.workers, "attnviz-decode") as decoders, ThreadPoolExecutor(
-            self.options.workers, "attnviz-render"
-        ) as renderers:
+        with (
+            ThreadPoolExecutor(self.options.workers, "attnviz-decode") as decoders,
+            ThreadPoolExecutor(self.options.workers, "attnviz-render") as renderers,
+        ):
             try:
                 for job in jobs:
                     item = self.admit(job, single)
@@ -252,9 +257,8 @@ class Runner:
         progress.clear()
         if interrupted:
             self.message("interrupted; every file written so far is complete")
-        if not single or self.summary.failed or interrupted:
-            if not self.options.quiet:
-                self.stderr.write(self.summary.line() + "\n")
+        if not single and not self.options.quiet:
+            self.stderr.write(self.summary.line() + "\n")
         if interrupted:
             return 130
         return 1 if self.summary.failed else 0
@@ -292,9 +296,7 @@ class Runner:
     def drain(self, finishing: deque[Future[Item] | Item], progress: Progress) -> bool:
         """Emit finished results from the front of the queue, keeping at most a window in flight."""
         while finishing and (
-            len(finishing) > self.options.workers + 1
-            or not isinstance(finishing[0], Future)
-            or finishing[0].done()
+            len(finishing) > self.options.workers + 1 or not isinstance(finishing[0], Future) or finishing[0].done()
         ):
             if self.emit(finishing.popleft(), progress):
                 return True

@@ -6,8 +6,12 @@ import sys
 from enum import Enum
 from typing import Annotated
 
-import click
 import typer
+
+try:  # Typer 0.2x vendors its own click; older releases use the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from attnviz import __version__
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
@@ -59,7 +63,9 @@ def main_options(
 def run(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Image files, folders (searched recursively) and '-' to read paths from stdin.", show_default=False),
+        typer.Argument(
+            help="Image files, folders (searched recursively) and '-' to read paths from stdin.", show_default=False
+        ),
     ],
     mode: Annotated[Mode, typer.Option("--mode", "-m", help="Attention scorer.")] = Mode.concat,
     target: Annotated[
@@ -67,7 +73,9 @@ def run(
         typer.Option("--target", "-t", help="Class index or name (unique part of it). Default: the top-1 class."),
     ] = None,
     encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name.")] = DEFAULT_ENCODER,
-    size: Annotated[int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")] = DEFAULT_SIZE,
+    size: Annotated[
+        int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")
+    ] = DEFAULT_SIZE,
     output: Annotated[
         str | None,
         typer.Option(
@@ -77,7 +85,9 @@ def run(
             "Default: NAME.attn-MODE.png in the current folder, mirroring input folders.",
         ),
     ] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="Image format when naming outputs in a folder.")] = Format.png,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="Image format when naming outputs in a folder.")
+    ] = Format.png,
     interpolation: Annotated[
         Interpolation, typer.Option("--interpolation", help="How the grid is upsampled to the picture.")
     ] = Interpolation.bilinear,
@@ -93,7 +103,9 @@ def run(
     save_scores: Annotated[
         bool, typer.Option("--save-scores", help="Also save the grid's attention weights as float32 .npy.")
     ] = False,
-    null: Annotated[bool, typer.Option("-0", "--null", help="Paths on stdin are NUL-separated (find -print0).")] = False,
+    null: Annotated[
+        bool, typer.Option("-0", "--null", help="Paths on stdin are NUL-separated (find -print0).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
@@ -137,14 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
     try:
-        app(args=argv, prog_name="attnviz", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # Without standalone mode click returns the status of `typer.Exit` instead of exiting.
+        status = app(args=argv, prog_name="attnviz", standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.UsageError as exc:
+    except click_exceptions.UsageError as exc:
         hint = f" (see attnviz {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
-        print(f"attnviz: error: {exc.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
+        message = exc.format_message().replace("Value error, ", "")  # Typer's pydantic prefix says nothing
+        print(f"attnviz: error: {message}{hint}".replace("\n", " "), file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("attnviz: interrupted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
@@ -155,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BrokenPipeError:
         return 141
-    return 0
 
 
 if __name__ == "__main__":

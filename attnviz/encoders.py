@@ -83,8 +83,9 @@ class Encoder(nn.Module):
         w, h = self.input_size(image.width, image.height, size)
         resample = PILImage.Resampling.BICUBIC if self.resample == "bicubic" else PILImage.Resampling.BILINEAR
         resized = image.resize((w, h), resample, reducing_gap=3.0)
-        pixels = np.asarray(resized, dtype=np.float32) * (1.0 / 255.0)  # (h, w, 3)
-        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        scale = np.float32(1.0 / 255.0) / np.asarray(self.std, np.float32)  # (3,)
+        shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)  # (3,)
+        pixels = np.asarray(resized, dtype=np.float32) * scale - shift  # (h, w, 3)
         return torch.from_numpy(pixels.transpose(2, 0, 1).copy())  # (3, h, w)
 
 

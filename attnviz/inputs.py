@@ -21,6 +21,7 @@ class Job:
     input: str
     relative: PurePath
     from_folder: bool = False
+    error: str | None = None  # known to fail before anything is read
 
 
 def read_paths(stream: BinaryIO, null_separated: bool = False) -> Iterator[str]:
@@ -69,8 +70,12 @@ def expand(arguments: Iterable[str], stdin: BinaryIO | None = None, null_separat
             for path in read_paths(stdin, null_separated):
                 yield Job(path, mirrored(path))
         elif os.path.isdir(argument):
+            found = False
             for path in walk_folder(argument):
+                found = True
                 yield Job(path, mirrored(os.path.relpath(path, argument)), from_folder=True)
+            if not found:
+                yield Job(argument, mirrored(argument), error=f"{argument}: found no image files in this folder")
         else:
             yield Job(argument, mirrored(argument))
 

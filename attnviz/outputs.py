@@ -69,9 +69,7 @@ def check_target(path: str | os.PathLike[str], *, inputs: tuple[str, ...] = (), 
         raise OutputError(f"{os.fspath(path)}: already exists (use --overwrite to replace it)")
 
 
-def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[BinaryIO], None], *, overwrite: bool = False
-) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None], *, overwrite: bool = False) -> None:
     """Write to a temporary file beside `path`, then move it into place in one step.
 
     Without `overwrite` the final step is a hard link, which fails if the name appeared meanwhile, so a file that
@@ -103,7 +101,10 @@ def atomic_write(
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> None:
-    atomic_write(path, lambda handle: handle.write(data), overwrite=overwrite)
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    atomic_write(path, write, overwrite=overwrite)
 
 
 def write_npy(path: str | os.PathLike[str], array: np.ndarray, *, overwrite: bool = False) -> None:

@@ -12,9 +12,10 @@ from PIL import Image
 from torch import Tensor
 
 from attnviz import render
+from attnviz.cache import cached_tensor, fingerprint
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, Encoder, create_encoder
 from attnviz.images import LoadedImage, load_image
-from attnviz.scorers import Mode, Scorer, default_scorer
+from attnviz.scorers import DEFAULT_ATTN_DIM, Mode, Scorer, class_subspace, default_scorer
 from attnviz.targets import resolve_target
 
 DEFAULT_MODE = Mode.concat
@@ -50,7 +51,9 @@ class Explanation(GridResult):
     heatmap: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (H, W) in [0, 1]
     peak: tuple[int, int] = (0, 0)  # (x, y) in input-image pixels
 
-    def overlay(self, image: Image.Image, colormap: str = render.DEFAULT_COLORMAP, alpha: float = render.DEFAULT_ALPHA) -> np.ndarray:
+    def overlay(
+        self, image: Image.Image, colormap: str = render.DEFAULT_COLORMAP, alpha: float = render.DEFAULT_ALPHA
+    ) -> np.ndarray:
         return render.overlay(np.asarray(image.convert("RGB")), self.heatmap, colormap, alpha)
 
 
@@ -83,7 +86,7 @@ class Explainer:
     def infer(self, batch: Tensor, targets: list[int | None]) -> list[GridResult]:
         """(B, 3, h, w) preprocessed images of one size -> one `GridResult` each; one forward pass for all."""
         features, logits = self.encoder(batch.to(self.device))  # (B, C, H', W'), (B, K)
-        b, c, rows, cols = features.shape
+        b, _c, rows, cols = features.shape
         cells = features.flatten(2).transpose(1, 2)  # (B, N, C)
         probs = torch.softmax(logits.float(), dim=-1)  # (B, K)
         top_p, top_i = probs.topk(self.topk, dim=-1)  # (B, k)
@@ -103,12 +106,16 @@ class Explainer:
                     scores=attention.scores[i].reshape(rows, cols).cpu().numpy(),
                     weights=attention.weights[i].reshape(rows, cols).cpu().numpy(),
                     target=Prediction(index, labels[index], float(probs[i, index])),
-                    topk=[Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)],
+                    topk=[
+                        Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)
+                    ],
                 )
             )
         return results
 
-    def draw(self, result: GridResult, width: int, height: int, interpolation: render.Interpolation | str) -> Explanation:
+    def draw(
+        self, result: GridResult, width: int, height: int, interpolation: render.Interpolation | str
+    ) -> Explanation:
         heat = render.upsample(render.display_map(result.scores), width, height, interpolation)  # (H, W)
         return Explanation(**vars(result), heatmap=heat, peak=render.peak(heat))
 
@@ -130,7 +137,12 @@ def _cached_encoder(name: str) -> Encoder:
 
 @lru_cache(maxsize=8)
 def _cached_scorer(encoder: Encoder, mode: Mode) -> Scorer:
-    return default_scorer(mode, encoder.class_vectors(), encoder.feature_bound)
+    vectors = encoder.class_vectors().detach()  # (K, C)
+    if mode is Mode.dot:
+        return default_scorer(mode, vectors, encoder.feature_bound)
+    key = f"subspace-{encoder.name}-{fingerprint(vectors)}-{DEFAULT_ATTN_DIM}"
+    basis = cached_tensor(key, lambda: class_subspace(vectors))  # (A, C)
+    return default_scorer(mode, vectors, encoder.feature_bound, basis)
 
 
 def explain(

@@ -41,7 +41,9 @@ def display_map(scores: np.ndarray) -> np.ndarray:
     return np.clip((scores - low) / (high - low), 0.0, 1.0)
 
 
-def upsample(grid: np.ndarray, width: int, height: int, mode: Interpolation | str = Interpolation.bilinear) -> np.ndarray:
+def upsample(
+    grid: np.ndarray, width: int, height: int, mode: Interpolation | str = Interpolation.bilinear
+) -> np.ndarray:
     """(H', W') -> (height, width) float32, with cell centres landing on the centres of their image regions."""
     mode = Interpolation(mode)
     tensor = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]  # (1, 1, H', W')
@@ -70,7 +72,9 @@ def peak(heat: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, colormap: str = DEFAULT_COLORMAP, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+def overlay(
+    image: np.ndarray, heat: np.ndarray, colormap: str = DEFAULT_COLORMAP, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
     """Blend a colour-mapped heat map over an (H, W, 3) uint8 RGB image; returns a new uint8 RGB image.
 
     Opacity follows the map (alpha * heat): where the network does not look, the photo stays as it was, instead

@@ -115,9 +115,11 @@ def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> T
     return vectors[:, -dim:].flip(-1).T.float().contiguous()  # (A, C)
 
 
-def default_general(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> GeneralScorer:
+def default_general(
+    class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM, basis: Tensor | None = None
+) -> GeneralScorer:
     """W_e = W_d = P: a low-rank Class Activation Map, the best data-free start for a learned head."""
-    basis = class_subspace(class_vectors, attn_dim)  # (A, C)
+    basis = class_subspace(class_vectors, attn_dim) if basis is None else basis  # (A, C)
     scorer = GeneralScorer(class_vectors.shape[1], class_vectors.shape[1], basis.shape[0])
     with torch.no_grad():
         scorer.enc_proj.weight.copy_(basis)
@@ -131,7 +133,11 @@ def tanh_second_derivative(x: float) -> float:
 
 
 def default_concat(
-    class_vectors: Tensor, feature_bound: float, attn_dim: int = DEFAULT_ATTN_DIM, bias: float = 0.66
+    class_vectors: Tensor,
+    feature_bound: float,
+    attn_dim: int = DEFAULT_ATTN_DIM,
+    bias: float = 0.66,
+    basis: Tensor | None = None,
 ) -> ConcatScorer:
     """A concat scorer whose tanh layer computes the general score (P h) . (P q) to second order.
 
@@ -141,7 +147,7 @@ def default_concat(
     `feature_bound` and for every class vector, where tanh is close to its quadratic expansion. c0 = 0.66 is near
     where |tanh''| peaks, so the quadratic term is as large as it gets relative to the float error.
     """
-    basis = class_subspace(class_vectors, attn_dim)  # (A, C)
+    basis = class_subspace(class_vectors, attn_dim) if basis is None else basis  # (A, C)
     dim, channels = basis.shape
     query_bound = float((class_vectors.detach().float() @ basis.T).abs().max())
     alpha = _CONCAT_REACH / 2 / max(feature_bound, 1e-6)
@@ -149,9 +155,7 @@ def default_concat(
     signs = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # (4, 2): feature, query sign
     w_h = (signs[:, 0, None, None] * alpha * basis).reshape(4 * dim, channels)  # (4A, C)
     w_q = (signs[:, 1, None, None] * beta * basis).reshape(4 * dim, channels)  # (4A, C)
-    v = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat_interleave(dim) / (
-        4 * alpha * beta * tanh_second_derivative(bias)
-    )
+    v = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat_interleave(dim) / (4 * alpha * beta * tanh_second_derivative(bias))
     scorer = ConcatScorer(channels, channels, 4 * dim)
     with torch.no_grad():
         scorer.combine.weight.copy_(torch.cat([w_h, w_q], dim=1))
@@ -160,11 +164,16 @@ def default_concat(
     return scorer
 
 
-def default_scorer(mode: Mode | str, class_vectors: Tensor, feature_bound: float) -> Scorer:
-    """The data-free scorer for a mode: every mode is CAM-faithful out of the box, none is random."""
+def default_scorer(
+    mode: Mode | str, class_vectors: Tensor, feature_bound: float, basis: Tensor | None = None
+) -> Scorer:
+    """The data-free scorer for a mode: every mode is CAM-faithful out of the box, none is random.
+
+    `basis` is `class_subspace(class_vectors)` when the caller has it already (it takes a while to compute).
+    """
     mode = Mode(mode)
     if mode is Mode.dot:
         return DotScorer()
     if mode is Mode.general:
-        return default_general(class_vectors)
-    return default_concat(class_vectors, feature_bound)
+        return default_general(class_vectors, basis=basis)
+    return default_concat(class_vectors, feature_bound, basis=basis)

@@ -1,0 +1,240 @@
+"""Throughput of attnviz against the two obvious baselines, on the same photos at the same network input size.
+
+What is measured, in one process, in images per second over a folder of 1024x768 JPEG photos:
+
+* attnviz: `Runner.run` on the folder with default options (concat mode, PNG written per photo); the encoder is
+  loaded before the clock starts, so the figure is steady-state throughput of decode, forward, render and write.
+* pytorch-grad-cam: what its README does for every picture: PIL decode, resize, normalise, `GradCAM` (forward and
+  backward) on the same timm model's last 1280-channel feature map, cam upscaled to the photo, `show_cam_on_image`,
+  `cv2.imwrite` of a PNG. This is the tool people reach for, so it is the bar to beat.
+* forward-only: decode, resize, normalise and one eager fp32 forward pass per photo, nothing drawn or written. No
+  per-image explanation can be cheaper than this, so it is the ceiling; its ratio says how much attnviz adds.
+
+The photos are synthesised once from `sample_images/` (crops, flips, scales, colour jitter, sensor noise; fixed
+seed) and cached under --data, so the benchmark needs no network. `--memory` instead runs attnviz over 50 and 500
+photos in fresh subprocesses and compares their peak RSS: memory must stay flat however many images go through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+
+from attnviz.batch import Runner, RunOptions
+from attnviz.encoders import create_encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ROOT / "sample_images"
+WIDTH, HEIGHT = 1024, 768
+SEED = 20240611
+
+
+def synthesise(index: int, sources: list[Image.Image]) -> Image.Image:
+    """A 1024x768 'photo' made from a random 4:3 crop of a sample image, deterministic in `index`."""
+    rng = np.random.default_rng([SEED, index])
+    src = sources[int(rng.integers(len(sources)))]
+    full_w = min(src.width, src.height * WIDTH // HEIGHT)  # largest 4:3 box that fits
+    scale = float(rng.uniform(0.55, 1.0))
+    w, h = max(8, int(full_w * scale)), max(6, int(full_w * scale * HEIGHT / WIDTH))
+    x, y = int(rng.integers(src.width - w + 1)), int(rng.integers(src.height - h + 1))
+    image = src.crop((x, y, x + w, y + h)).resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        image = enhance(image).enhance(float(rng.uniform(0.75, 1.25)))
+    noisy = np.asarray(image, np.float32) + rng.normal(0.0, float(rng.uniform(1.5, 4.0)), (HEIGHT, WIDTH, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))  # sensor grain: JPEGs of realistic size
+
+
+def ensure_photos(folder: Path, count: int, offset: int = 0, prefix: str = "photo") -> Path:
+    """`folder` holding {prefix}-0000.jpg ... for `count` photos; files already there are kept (the cache)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources: list[Image.Image] = []
+    for i in range(count):
+        path = folder / f"{prefix}-{i:04d}.jpg"
+        if path.exists():
+            continue
+        if not sources:
+            sources = [Image.open(p).convert("RGB") for p in sorted(SOURCES.iterdir()) if p.suffix in (".jpg", ".png")]
+        partial = path.with_suffix(".part")
+        synthesise(offset + i, sources).save(partial, "JPEG", quality=90)
+        partial.replace(path)  # a half-written file never looks cached
+    return folder
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    kib = resource.getrusage(who).ru_maxrss
+    return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024  # bytes on macOS, KiB on Linux
+
+
+def run_options(args: argparse.Namespace, output: str) -> RunOptions:
+    return RunOptions(
+        output=output, quiet=True, batch_size=args.batch_size, workers=args.workers, size=args.size, device=args.device
+    )
+
+
+def attnviz_way(args: argparse.Namespace, folder: Path, warmup: Path, out: Path) -> Callable[[], int]:
+    """Build the Runner and warm it up (neither is timed); the returned callable processes the folder."""
+    errors = io.StringIO()
+    runner = Runner(run_options(args, str(out)), io.BytesIO(), errors)
+    runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
+
+    def run() -> int:
+        before = runner.summary.written
+        if runner.run([str(folder)], None) != 0:
+            sys.exit(f"attnviz failed:\n{errors.getvalue()}")
+        return runner.summary.written - before
+
+    return run
+
+
+def gradcam_way(args: argparse.Namespace, size: tuple[int, int], out: Path) -> Callable[[list[Path]], int]:
+    import cv2
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    model: Any = create_encoder().model.to(args.device)
+    model.requires_grad_(True)  # a README user's model has trainable weights; create_encoder() freezes them
+    cam = GradCAM(model=model, target_layers=[model.bn2])  # bn2 (BN + ReLU6 after conv_head): the 1280-ch map
+
+    def run(batch: list[Path]) -> int:
+        for path in batch:
+            image = Image.open(path).convert("RGB")
+            rgb = np.asarray(image, np.float32) / 255
+            small = np.asarray(image.resize(size, Image.Resampling.BICUBIC), np.float32) / 255
+            tensor = torch.from_numpy(((small - 0.5) / 0.5).transpose(2, 0, 1).copy())[None]
+            grayscale = cam(input_tensor=tensor, targets=None)[0, :]  # (h, w): already resized to the input
+            grayscale = cv2.resize(grayscale, (image.width, image.height))
+            visualization = show_cam_on_image(rgb, grayscale, use_rgb=True)
+            cv2.imwrite(str(out / f"{path.stem}.png"), cv2.cvtColor(visualization, cv2.COLOR_RGB2BGR))
+        return len(batch)
+
+    return run
+
+
+def forward_way(args: argparse.Namespace, size: tuple[int, int]) -> Callable[[list[Path]], int]:
+    model: Any = create_encoder().model.to(args.device)
+
+    @torch.inference_mode()
+    def run(batch: list[Path]) -> int:
+        for path in batch:
+            image = Image.open(path).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+            pixels = (np.asarray(image, np.float32) / 255 - 0.5) / 0.5
+            logits = model(torch.from_numpy(pixels.transpose(2, 0, 1).copy())[None].to(args.device))
+            int(logits.argmax())  # waits for the device
+        return len(batch)
+
+    return run
+
+
+def timed(work: Callable[[], int]) -> tuple[int, float]:
+    start = time.perf_counter()
+    done = work()
+    return done, time.perf_counter() - start
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    count = 8 if args.quick else args.count
+    folder = ensure_photos(args.data / f"photos-{count}", count)
+    warmup = ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup") / "warmup-0000.jpg"
+    paths = sorted(folder.glob("*.jpg"))
+    size = create_encoder().input_size(WIDTH, HEIGHT, args.size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other busy processes skew every figure)")
+    print(f"{count} photos {WIDTH}x{HEIGHT} in {folder}; network input {size[0]}x{size[1]}")
+    print(f"attnviz options: batch_size={args.batch_size} workers={args.workers} size={args.size}, mode concat, PNG")
+
+    scratch = tempfile.TemporaryDirectory(prefix="attnviz-bench-")  # outputs of both ways, removed at exit
+    (attnviz_out := Path(scratch.name) / "attnviz").mkdir()
+    (gradcam_out := Path(scratch.name) / "grad-cam").mkdir()
+    attnviz = attnviz_way(args, folder, warmup, attnviz_out)
+    gradcam = gradcam_way(args, size, gradcam_out)
+    forward = forward_way(args, size)
+    for warm in (gradcam, forward):
+        warm([warmup])
+    results = {
+        "attnviz": timed(attnviz),
+        "pytorch-grad-cam": timed(lambda: gradcam(paths)),
+        "forward-only": timed(lambda: forward(paths)),
+    }
+    rate = {way: n / s for way, (n, s) in results.items()}
+    print(f"\n{'way':<18}{'images':>8}{'seconds':>10}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}")
+    for way, (n, s) in results.items():
+        vs_cam, vs_fwd = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate["forward-only"]
+        print(f"{way:<18}{n:>8}{s:>10.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x")
+    scratch.cleanup()
+    print(f"\npeak RSS of this process: {peak_rss_mib():.0f} MiB; load average now {os.getloadavg()[0]:.2f}")
+
+
+def child(args: argparse.Namespace) -> None:
+    """--child DIR: attnviz over DIR in this fresh process, then exit; the parent reads our peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="attnviz-mem-") as out:
+        errors = io.StringIO()
+        status = Runner(run_options(args, out), io.BytesIO(), errors).run([args.child], None)
+        sys.stderr.write(errors.getvalue())
+        sys.exit(status)
+
+
+def memory(args: argparse.Namespace) -> None:
+    base = ensure_photos(args.data / "photos-48", 48)
+    peaks: dict[int, float] = {}
+    for count in (50, 500):
+        folder = args.data / f"memory-{count}"
+        if len(list(folder.glob("*.jpg"))) != count:  # repeat the 48 photos, each time with a different crop
+            folder.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng([SEED, count])
+            for i in range(count):
+                image = Image.open(base / f"photo-{i % 48:04d}.jpg")
+                dx, dy = int(rng.integers(0, 96)), int(rng.integers(0, 72))
+                crop = image.crop((dx, dy, dx + WIDTH - 96, dy + HEIGHT - 72)).resize((WIDTH, HEIGHT))
+                crop.save(folder / f"photo-{i:04d}.jpg", "JPEG", quality=90)
+        command = [sys.executable, __file__, "--child", str(folder), "--data", str(args.data), "--device", args.device]
+        command += ["--batch-size", str(args.batch_size), "--workers", str(args.workers), "--size", str(args.size)]
+        start = time.perf_counter()
+        process = subprocess.Popen(command)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        kib = usage.ru_maxrss
+        peaks[count] = kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024
+        seconds = time.perf_counter() - start
+        code = process.returncode
+        print(f"attnviz on {count:>3} photos: peak RSS {peaks[count]:.0f} MiB, {seconds:.1f} s, exit status {code}")
+    ratio = peaks[500] / peaks[50]
+    print(f"500/50 peak RSS ratio: {ratio:.3f} ({'within' if ratio <= 1.2 else 'OVER'} the 1.2x limit)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "bench-data", help="cache folder for the photos")
+    parser.add_argument("--count", type=int, default=48, help="photos to time (default 48)")
+    parser.add_argument("--quick", action="store_true", help="smoke run on 8 photos")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of attnviz on 50 vs 500 photos instead")
+    parser.add_argument("--batch-size", type=int, default=RunOptions.batch_size, help="attnviz --batch-size")
+    parser.add_argument("--workers", type=int, default=RunOptions.workers, help="attnviz --workers")
+    parser.add_argument("--size", type=int, default=RunOptions.size, help="shorter side fed to the network")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for all three ways (default cpu)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+    elif args.memory:
+        memory(args)
+    else:
+        benchmark(args)
+
+
+if __name__ == "__main__":
+    main()

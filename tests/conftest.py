@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny encoder registered like a real one, the real default encoder, and test pictures."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from attnviz.encoders import Encoder, create_encoder, register_encoder
+
+# Keep the derived-tensor cache of the test run out of the user's home.
+os.environ.setdefault("ATTNVIZ_CACHE", tempfile.mkdtemp(prefix="attnviz-test-cache-"))
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+TINY_LABELS = ["cat", "dog", "hot dog", "sea lion", "lion"]
+
+
+class TinyEncoder(Encoder):
+    """Three stride-2 convolutions and a linear head: stride 8, 16 channels, 5 classes, seeded weights."""
+
+    def __init__(self) -> None:
+        super().__init__("tiny_test", TINY_LABELS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stride=8, channels=16)
+        generator = torch.Generator().manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, 2, 1),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(16, len(TINY_LABELS))
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        self.feature_bound = 4.0
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.body(x)  # type: ignore[no-any-return]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.classifier(features.mean(dim=(2, 3)))  # type: ignore[no-any-return]
+
+    def class_vectors(self) -> Tensor:
+        return self.classifier.weight
+
+
+register_encoder("tiny_test")(TinyEncoder)
+
+
+@pytest.fixture(scope="session")
+def lite0() -> Encoder:
+    return create_encoder("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES
+
+
+def photo(name: str) -> Image.Image:
+    with Image.open(SAMPLES / name) as im:
+        return im.convert("RGB")
+
+
+def side_by_side(left: Image.Image, right: Image.Image, height: int = 300) -> Image.Image:
+    """Two photos scaled to one height and pasted left | right."""
+    a = left.resize((round(left.width * height / left.height), height), Image.Resampling.BICUBIC)
+    b = right.resize((round(right.width * height / right.height), height), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (a.width + b.width, height))
+    canvas.paste(a, (0, 0))
+    canvas.paste(b, (a.width, 0))
+    return canvas
+
+
+@pytest.fixture
+def small_png(tmp_path: Path) -> Path:
+    path = tmp_path / "small.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(path)
+    return path

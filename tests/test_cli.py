@@ -1,0 +1,185 @@
+"""`attnviz run` on one image: every option, every error, through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnviz.cli import main
+
+TINY = ["--encoder", "tiny_test", "--size", "64"]
+
+
+def run(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
+    code = main([str(a) for a in args])
+    out, err = capsysbinary.readouterr()
+    return code, out, err.decode()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def test_default_output_name_size_and_rgb(capsysbinary, samples: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsysbinary, "run", samples / "chelsea.png", "--mode", "dot")
+    assert code == 0, err
+    written = Path("chelsea.attn-dot.png")
+    with Image.open(written) as im:
+        assert im.size == (451, 300) and im.mode == "RGB" and im.format == "PNG"
+    assert out == b""
+    assert "wrote chelsea.attn-dot.png" in err and "Egyptian cat" in err
+
+
+def test_json_reports_every_field(capsysbinary, samples: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsysbinary, "run", samples / "coffee.png", "--json", "-o", "cup.png", "--save-scores")
+    assert code == 0
+    record = json.loads(out)
+    assert record["input"] == str(samples / "coffee.png") and record["output"] == "cup.png"
+    assert record["mode"] == "concat" and record["encoder"] == "efficientnet_lite0"
+    assert record["size"] == [672, 448] and record["grid"] == [14, 21]
+    assert record["target"]["index"] == 967 and record["target"]["label"] == "espresso"
+    assert 0 < record["target"]["prob"] <= 1
+    assert next(t["index"] for t in record["topk"]) == 967 and len(record["topk"]) == 5
+    x, y = record["peak"]
+    assert 0 <= x < 600 and 0 <= y < 400
+    weights = np.load(record["scores"])
+    assert weights.shape == (14, 21) and weights.dtype == np.float32
+    assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("o.jpg", "JPEG"), ("o.jpeg", "JPEG"), ("o.webp", "WEBP"), ("o.PNG", "PNG")])
+def test_format_follows_extension(capsysbinary, small_png: Path, name: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", name)
+    assert code == 0, err
+    with Image.open(name) as im:
+        assert im.format == fmt and im.size == (56, 40)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--interpolation", "nearest"],
+        ["--interpolation", "bicubic"],
+        ["--colormap", "viridis"],
+        ["--alpha", "0.3"],
+        ["--target", "lion"],
+        ["--target", "2"],
+        ["--mode", "general"],
+        ["--size", "96"],
+    ],
+)
+def test_options_are_accepted(capsysbinary, small_png: Path, option: list[str]) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsysbinary, "run", small_png, *TINY, *option, "--json", "-o", "x.png")
+    assert code == 0, err
+    record = json.loads(out)
+    if option[0] == "--target":
+        assert record["target"]["index"] == {"lion": 4, "2": 2}[option[1]]
+
+
+def test_options_change_the_picture(capsysbinary, small_png: Path) -> None:  # type: ignore[no-untyped-def]
+    outputs = {}
+    for name, option in {"base": [], "alpha": ["--alpha", "0.1"], "cmap": ["--colormap", "gray"]}.items():
+        assert run(capsysbinary, "run", small_png, *TINY, "-o", f"{name}.png", *option)[0] == 0
+        outputs[name] = np.asarray(Image.open(f"{name}.png"), dtype=np.int16)
+    assert np.abs(outputs["base"] - outputs["alpha"]).max() > 0
+    assert np.abs(outputs["base"] - outputs["cmap"]).max() > 0
+
+
+def test_existing_output_is_kept_unless_overwrite(capsysbinary, small_png: Path) -> None:  # type: ignore[no-untyped-def]
+    Path("x.png").write_bytes(b"precious")
+    code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", "x.png")
+    assert code == 1 and "x.png: already exists (use --overwrite to replace it)" in err
+    assert Path("x.png").read_bytes() == b"precious"
+    assert run(capsysbinary, "run", small_png, *TINY, "-o", "x.png", "--overwrite")[0] == 0
+    assert Path("x.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_input_is_never_overwritten(capsysbinary, small_png: Path) -> None:  # type: ignore[no-untyped-def]
+    before = small_png.read_bytes()
+    code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", small_png, "--overwrite")
+    assert code == 1 and "refusing to write over the input image" in err
+    assert small_png.read_bytes() == before
+
+
+def test_output_folder_for_one_image(capsysbinary, small_png: Path) -> None:  # type: ignore[no-untyped-def]
+    Path("results").mkdir()
+    assert run(capsysbinary, "run", small_png, *TINY, "-o", "results", "-m", "general")[0] == 0
+    assert Path("results/small.attn-general.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "cosine"], "Invalid value for '--mode' / '-m': 'cosine' is not one of 'dot', 'general', 'concat'"),
+        (["--encoder", "nope"], "unknown encoder 'nope'; choose from:"),
+        (["--target", "zebra"], "no class matches 'zebra'"),
+        (["--target", "o"], "matches 4 classes"),
+        (["--target", "99"], "target 99 is out of range"),
+        (["--alpha", "2"], "Invalid value for '--alpha'"),
+        (["--colormap", "nope"], "unknown colormap 'nope'"),
+        (["-o", "x.gif"], "cannot tell the output format from 'x.gif'"),
+        (["--frobnicate"], "No such option: --frobnicate"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(capsysbinary, small_png: Path, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsysbinary, "run", small_png, *TINY, *args)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and err.startswith("attnviz: error: ")
+    assert out == b"" and os.listdir(".") == ["small.png"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_text("hello"), "not an image file"),
+        (lambda p: p.write_bytes(b""), "not an image file"),
+        (lambda p: p.mkdir(), "found no image files in this folder"),
+    ],
+)
+def test_bad_inputs_exit_1_with_one_line_and_no_output(capsysbinary, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = Path("in.jpg")
+    make(path)
+    code, _out, err = run(capsysbinary, "run", path, *TINY)
+    assert code == 1
+    assert err.splitlines()[0] == f"attnviz: error: in.jpg: {message}" or message in err.splitlines()[0]
+    assert "Traceback" not in err and not Path("in.attn-concat.png").exists()
+    assert not [n for n in os.listdir(".") if n.startswith(".attnviz-")]
+
+
+def test_help_lists_every_option(capsysbinary) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsysbinary, "run", "--help")
+    assert code == 0
+    for option in (
+        "--mode",
+        "--target",
+        "--encoder",
+        "--size",
+        "--interpolation",
+        "--colormap",
+        "--alpha",
+        "--output",
+        "--overwrite",
+        "--json",
+        "--save-scores",
+    ):
+        assert option in out.decode()
+
+
+def test_console_script_has_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "attnviz.cli", "run", str(bad), "--mode", "dot"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"attnviz: error: {bad}: not an image file (or a format Pillow cannot read)"
+    assert proc.stdout == ""

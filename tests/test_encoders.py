@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnviz.encoders import Encoder, create_encoder, encoder_names, lite0_key
+from attnviz.errors import UsageError
+from tests.conftest import photo
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("_conv_stem.weight", "conv_stem.weight"),
+        ("_bn0.running_mean", "bn1.running_mean"),
+        ("_blocks.0._depthwise_conv.weight", "blocks.0.0.conv_dw.weight"),
+        ("_blocks.0._project_conv.weight", "blocks.0.0.conv_pw.weight"),
+        ("_blocks.0._bn2.bias", "blocks.0.0.bn2.bias"),
+        ("_blocks.1._expand_conv.weight", "blocks.1.0.conv_pw.weight"),
+        ("_blocks.2._bn0.weight", "blocks.1.1.bn1.weight"),
+        ("_blocks.5._project_conv.weight", "blocks.3.0.conv_pwl.weight"),
+        ("_blocks.15._bn2.weight", "blocks.6.0.bn3.weight"),
+        ("_conv_head.weight", "conv_head.weight"),
+        ("_bn1.weight", "bn2.weight"),
+        ("_fc.bias", "classifier.bias"),
+    ],
+)
+def test_lite0_key_renaming(key: str, expected: str) -> None:
+    assert lite0_key(key) == expected
+
+
+def test_registry_lists_and_refuses_unknown_names() -> None:
+    assert "efficientnet_lite0" in encoder_names()
+    with pytest.raises(UsageError, match=r"unknown encoder 'resnet9000'; choose from: .*efficientnet_lite0"):
+        create_encoder("resnet9000")
+
+
+@pytest.mark.parametrize(
+    ("size", "width", "height", "expected"),
+    [
+        (448, 1024, 768, (608, 448)),
+        (448, 768, 1024, (448, 608)),
+        (224, 500, 500, (224, 224)),
+        (448, 10, 4000, (448, 179200)),
+    ],
+)
+def test_input_size_keeps_aspect_on_stride_multiples(
+    size: int, width: int, height: int, expected: tuple[int, int]
+) -> None:
+    tiny = create_encoder("tiny_test")
+    tiny.stride = 32
+    assert tiny.input_size(width, height, size) == expected
+
+
+def test_default_size_gives_14_cells_on_the_short_side_of_a_4_3_photo(lite0: Encoder) -> None:
+    from attnviz.encoders import DEFAULT_SIZE
+
+    w, h = lite0.input_size(1024, 768, DEFAULT_SIZE)
+    assert h // lite0.stride >= 14 and w // lite0.stride >= 14
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "label"), [("chelsea.png", 285, "Egyptian cat"), ("coffee.png", 967, "espresso")]
+)
+def test_real_encoder_recognises_bundled_photos(lite0: Encoder, name: str, index: int, label: str) -> None:
+    for size in (224, 448):
+        features, logits = lite0(lite0.preprocess(photo(name), size)[None])
+        assert int(logits.argmax()) == index and lite0.labels[index] == label
+        assert features.shape[1] == 1280 and features.shape[2] == size // 32
+
+
+def test_real_encoder_head_is_pool_then_class_vectors(lite0: Encoder) -> None:
+    features, logits = lite0(lite0.preprocess(photo("chelsea.png"), 224)[None])
+    pooled = features.mean(dim=(2, 3))  # (1, C)
+    bias = lite0.model.get_classifier().bias  # type: ignore[operator]
+    assert torch.allclose(pooled @ lite0.class_vectors().T + bias, logits, atol=1e-4)

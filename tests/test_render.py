@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnviz import render
+from attnviz.errors import UsageError
+
+
+def test_display_map_runs_from_median_to_max() -> None:
+    scores = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 6.0]], dtype=np.float32)  # median 2.5
+    shown = render.display_map(scores)
+    assert shown.max() == 1.0 and shown[1, 2] == 1.0
+    assert (shown[0] == 0.0).all()  # at or below the median: untinted
+    assert shown[1, 0] == pytest.approx(0.5 / 3.5)
+
+
+def test_display_map_of_a_constant_map_is_blank_not_nan() -> None:
+    assert (render.display_map(np.full((3, 4), 7.0)) == 0).all()
+
+
+def test_display_map_of_a_two_level_map_uses_the_minimum() -> None:
+    scores = np.array([[0.0, 0.0, 0.0, 1.0]])  # median == min: fall back to min-max
+    assert render.display_map(scores).tolist() == [[0.0, 0.0, 0.0, 1.0]]
+
+
+def test_display_map_refuses_nan() -> None:
+    with pytest.raises(UsageError, match="NaN"):
+        render.display_map(np.array([[np.nan, 1.0]]))
+
+
+@pytest.mark.parametrize("mode", list(render.Interpolation))
+def test_upsample_fills_the_picture_and_keeps_the_hot_cell_in_place(mode: render.Interpolation) -> None:
+    grid = np.zeros((3, 4), np.float32)
+    grid[2, 1] = 1.0  # bottom row, second column
+    heat = render.upsample(grid, 400, 300, mode)
+    assert heat.shape == (300, 400) and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    x, y = render.peak(heat)
+    assert 100 <= x < 200 and 200 <= y < 300  # inside that cell's quarter-by-third of the picture
+
+
+def test_overlay_leaves_unattended_pixels_untouched_and_is_rgb() -> None:
+    image = np.full((2, 2, 3), 100, np.uint8)
+    heat = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)
+    out = render.overlay(image, heat, "Reds", alpha=1.0)
+    assert out.dtype == np.uint8 and out.shape == (2, 2, 3)
+    assert (out[0, 0] == 100).all() and (out[1, 1] == 100).all()
+    r, g, b = out[0, 1]
+    assert r > 100 and g < 100 and b < 100  # the hot pixel is red in the R channel: no BGR
+
+
+def test_overlay_alpha_zero_is_the_photo() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (5, 6, 3), dtype=np.uint8)
+    assert (render.overlay(image, np.ones((5, 6), np.float32), alpha=0.0) == image).all()
+
+
+def test_overlay_checks_alpha_and_colormap() -> None:
+    image, heat = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.float32)
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        render.overlay(image, heat, alpha=1.5)
+    with pytest.raises(UsageError, match="unknown colormap 'nope'"):
+        render.overlay(image, heat, colormap="nope")

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnviz.errors import UsageError
+from attnviz.scorers import (
+    ConcatScorer,
+    DotScorer,
+    GeneralScorer,
+    Mode,
+    class_subspace,
+    default_concat,
+    default_general,
+    default_scorer,
+)
+
+
+def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.detach().flatten(), b.detach().flatten()]))[0, 1])
+
+
+def test_dot_is_the_class_activation_map_under_a_softmax() -> None:
+    h = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])  # (1, 3, 2)
+    q = torch.tensor([[2.0, 1.0]])  # (1, 2)
+    out = DotScorer()(h, q)
+    cam = torch.tensor([[2.0, 2.0, 3.0]])  # h_i . q by hand
+    assert torch.allclose(out.scores, cam)
+    e = torch.exp(cam)
+    assert torch.allclose(out.weights, e / e.sum())
+    assert torch.allclose(out.context, (out.weights[0, :, None] * h[0]).sum(0, keepdim=True))
+
+
+def test_dot_refuses_mismatched_sizes() -> None:
+    with pytest.raises(UsageError, match="query size == feature size, got 3 and 2"):
+        DotScorer()(torch.ones(1, 4, 2), torch.ones(1, 3))
+
+
+def test_general_is_bilinear_and_has_no_bias() -> None:
+    scorer = GeneralScorer(enc_dim=3, query_dim=2, attn_dim=2)
+    assert scorer.enc_proj.bias is None and scorer.query_proj.bias is None
+    with torch.no_grad():
+        scorer.enc_proj.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]))
+        scorer.query_proj.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    h = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]]])  # (1, 2, 3)
+    q = torch.tensor([[1.0, 1.0]])
+    # W_e h = [1, 5], [0, 1]; W_d q = [2, 3] -> scores 17, 3
+    assert torch.allclose(scorer(h, q).scores, torch.tensor([[17.0, 3.0]]))
+    # without bias a zero query favours no cell
+    assert torch.allclose(scorer(h, torch.zeros(1, 2)).weights, torch.full((1, 2), 0.5))
+
+
+def test_concat_matches_the_formula_on_the_concatenation() -> None:
+    torch.manual_seed(0)
+    scorer = ConcatScorer(enc_dim=4, query_dim=3, hidden_dim=5)
+    h, q = torch.randn(2, 6, 4), torch.randn(2, 3)  # (B, N, C), (B, D)
+    joined = torch.cat([h, q[:, None, :].expand(-1, 6, -1)], dim=-1)  # (B, N, C + D)
+    expected = torch.tanh(joined @ scorer.combine.weight.T + scorer.combine.bias) @ scorer.v.weight[0]
+    out = scorer(h, q)
+    assert torch.allclose(out.scores, expected, atol=1e-6)
+    assert torch.allclose(out.context, torch.einsum("bn,bnc->bc", out.weights, h), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("grid", [(1, 1), (3, 5), (7, 7), (13, 9)])
+def test_weights_are_a_distribution_for_any_grid(mode: Mode, grid: tuple[int, int]) -> None:
+    torch.manual_seed(1)
+    classes = torch.randn(10, 8)
+    scorer = default_scorer(mode, classes, feature_bound=3.0)
+    h = torch.rand(2, grid[0] * grid[1], 8) * 3  # (B, N, C)
+    out = scorer(h, classes[:2])
+    assert out.weights.shape == (2, grid[0] * grid[1])
+    assert torch.allclose(out.weights.sum(-1), torch.ones(2))
+    assert torch.isfinite(out.weights).all() and (out.weights >= 0).all()
+
+
+def test_features_with_nan_are_refused() -> None:
+    h = torch.ones(1, 4, 3)
+    h[0, 2, 1] = float("nan")
+    with pytest.raises(UsageError, match="NaN or infinity"):
+        DotScorer()(h, torch.ones(1, 3))
+
+
+def test_class_subspace_is_orthonormal_and_keeps_the_top_directions() -> None:
+    torch.manual_seed(2)
+    w = torch.randn(30, 12)
+    basis = class_subspace(w, attn_dim=4)  # (4, 12)
+    assert torch.allclose(basis @ basis.T, torch.eye(4), atol=1e-5)
+    top = torch.linalg.svd(w, full_matrices=False).Vh[:4]
+    assert torch.allclose((top @ basis.T).abs().pow(2).sum(1), torch.ones(4), atol=1e-4)
+
+
+def test_default_general_with_full_rank_equals_dot() -> None:
+    torch.manual_seed(3)
+    classes = torch.randn(20, 6)
+    h, q = torch.rand(1, 9, 6), classes[:1]
+    general = default_general(classes, attn_dim=6)
+    assert torch.allclose(general(h, q).scores, DotScorer()(h, q).scores, atol=1e-4)
+
+
+def test_default_concat_reproduces_general() -> None:
+    torch.manual_seed(4)
+    classes = torch.randn(50, 32)
+    h, q = torch.rand(3, 49, 32) * 6, classes[:3]
+    general = default_general(classes, attn_dim=16)(h, q).scores
+    concat = default_concat(classes, feature_bound=6.0, attn_dim=16)(h, q).scores
+    for i in range(3):
+        assert corr(general[i], concat[i]) > 0.999
+    assert torch.allclose(general, concat, rtol=0.05, atol=0.05 * float(general.abs().max()))
+
+
+def test_defaults_track_dot_on_the_real_encoder(lite0, samples) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import photo
+
+    x = lite0.preprocess(photo("coffee.png"), 448)[None]
+    features, logits = lite0(x)
+    h = features.flatten(2).transpose(1, 2)  # (1, N, C)
+    q = lite0.class_vectors()[logits.argmax(-1)]  # (1, C)
+    dot = DotScorer()(h, q).scores
+    for mode in (Mode.general, Mode.concat):
+        other = default_scorer(mode, lite0.class_vectors(), lite0.feature_bound)(h, q).scores
+        assert corr(dot, other) > 0.95, mode
+        assert int(other.argmax()) == int(dot.argmax()), mode
