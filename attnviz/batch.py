@@ -73,6 +73,7 @@ class Item:
 
     job: Job
     output: Path | None
+    seq: int = 0  # position in the input order
     image: Image.Image | None = None
     frames: int = 1
     record: dict[str, object] | None = None
@@ -116,6 +117,14 @@ class Runner:
         self.explainer = Explainer(options.encoder, options.mode, options.size, device=pick_device(options.device))
         self.target = self.explainer.target_index(options.target)
         self.claimed: dict[Path, str] = {}
+        self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
+
+    def failed(self, item: Item, message: str) -> Item:
+        """Record a failure; with --fail-fast nothing after it in input order gets written any more."""
+        item.error = message
+        if self.options.fail_fast:
+            self.halt_after = min(self.halt_after, item.seq)
+        return item
 
     # -- planning -------------------------------------------------------------------------------------------
 
@@ -151,18 +160,16 @@ class Runner:
 
     # -- stages ---------------------------------------------------------------------------------------------
 
-    def admit(self, job: Job, single: bool) -> Item:
+    def admit(self, job: Job, single: bool, seq: int) -> Item:
         """Decide before decoding whether the job runs, is skipped, or fails on its output path."""
-        item = Item(job, self.output_path(job, single))
+        item = Item(job, self.output_path(job, single), seq)
         if job.error is not None:
-            item.error = job.error
-            return item
+            return self.failed(item, job.error)
         if item.output is None:
             return item
         earlier = self.claimed.get(item.output)
         if earlier is not None:
-            item.error = f"{job.input}: its output {item.output} is also the output of {earlier}"
-            return item
+            return self.failed(item, f"{job.input}: its output {item.output} is also the output of {earlier}")
         self.claimed[item.output] = job.input
         if self.options.skip_existing and item.output.exists():
             item.skipped = True
@@ -171,7 +178,7 @@ class Runner:
         try:
             check_target(item.output, inputs=(job.input,), overwrite=self.options.overwrite)
         except OutputError as exc:
-            item.error = str(exc)
+            self.failed(item, str(exc))
         return item
 
     def decode(self, item: Item) -> Item:
@@ -180,15 +187,18 @@ class Runner:
             item.image, item.frames = loaded.image, loaded.frames
             item.tensor = self.explainer.preprocess(loaded.image)  # (3, h, w)
         except AttnvizError as exc:
-            item.error = str(exc)
+            self.failed(item, str(exc))
         except MemoryError:
-            item.error = f"{item.job.input}: out of memory while decoding"
+            self.failed(item, f"{item.job.input}: out of memory while decoding")
         return item
 
     def finish(self, item: Item, result: GridResult) -> Item:
         """Draw, encode and write one result; runs on a worker thread."""
         assert item.image is not None
         o = self.options
+        if item.seq > self.halt_after:  # an earlier input failed under --fail-fast: write nothing more
+            item.image = None
+            return item
         try:
             explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
             pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
@@ -218,7 +228,7 @@ class Runner:
                 write_bytes(item.output, data, overwrite=o.overwrite)  # last: its presence means "done"
             item.record = record
         except AttnvizError as exc:
-            item.error = str(exc)
+            self.failed(item, str(exc))
         finally:
             item.image = None  # free the full-size picture as soon as it is drawn
         return item
@@ -237,8 +247,8 @@ class Runner:
             ThreadPoolExecutor(self.options.workers, "attnviz-render") as renderers,
         ):
             try:
-                for job in jobs:
-                    item = self.admit(job, single)
+                for seq, job in enumerate(jobs):
+                    item = self.admit(job, single, seq)
                     decoding.append(item if item.error or item.skipped else decoders.submit(self.decode, item))
                     while len(decoding) >= window and not stopped:
                         stopped = self.forward(decoding, finishing, renderers, progress)

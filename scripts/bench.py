@@ -140,10 +140,23 @@ def forward_way(args: argparse.Namespace, size: tuple[int, int]) -> Callable[[li
     return run
 
 
-def timed(work: Callable[[], int]) -> tuple[int, float]:
-    start = time.perf_counter()
+def busy_cpu_seconds() -> float:
+    """CPU seconds spent by the whole machine so far (Linux /proc/stat), 0 where unknown."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(work: Callable[[], int]) -> tuple[int, float, float]:
+    """Images done, wall seconds, and how many cores other processes kept busy meanwhile (noise)."""
+    machine, mine, start = busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
     done = work()
-    return done, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    others = (busy_cpu_seconds() - machine) - (sum(os.times()[:2]) - mine)
+    return done, seconds, max(0.0, others) / seconds
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -153,7 +166,6 @@ def benchmark(args: argparse.Namespace) -> None:
     paths = sorted(folder.glob("*.jpg"))
     size = create_encoder().input_size(WIDTH, HEIGHT, args.size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}")
-    print(f"load average before: {os.getloadavg()[0]:.2f} (other busy processes skew every figure)")
     print(f"{count} photos {WIDTH}x{HEIGHT} in {folder}; network input {size[0]}x{size[1]}")
     print(f"attnviz options: batch_size={args.batch_size} workers={args.workers} size={args.size}, mode concat, PNG")
 
@@ -170,13 +182,15 @@ def benchmark(args: argparse.Namespace) -> None:
         "pytorch-grad-cam": timed(lambda: gradcam(paths)),
         "forward-only": timed(lambda: forward(paths)),
     }
-    rate = {way: n / s for way, (n, s) in results.items()}
-    print(f"\n{'way':<18}{'images':>8}{'seconds':>10}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}")
-    for way, (n, s) in results.items():
+    rate = {way: n / s for way, (n, s, _) in results.items()}
+    header = f"{'way':<18}{'images':>8}{'seconds':>10}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}"
+    print(f"\n{header}{'other load':>12}")
+    for way, (n, s, others) in results.items():
         vs_cam, vs_fwd = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate["forward-only"]
-        print(f"{way:<18}{n:>8}{s:>10.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x")
+        print(f"{way:<18}{n:>8}{s:>10.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x{others:>12.2f}")
+    print("other load: cores kept busy by other processes meanwhile; above ~0.1 the figures are not to be trusted")
     scratch.cleanup()
-    print(f"\npeak RSS of this process: {peak_rss_mib():.0f} MiB; load average now {os.getloadavg()[0]:.2f}")
+    print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
 
 
 def child(args: argparse.Namespace) -> None:

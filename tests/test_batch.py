@@ -1,0 +1,212 @@
+"""`attnviz run` over folders and pipelines: mirroring, stdin, the JSON stream, failures, resuming."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnviz.cli import main
+
+TINY = ["--encoder", "tiny_test", "--size", "64"]
+
+
+def make_photo(path: Path, seed: int = 0, size: tuple[int, int] = (48, 32)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """photos/{a,b}/cat.png, photos/b/deep/dog.jpg, a broken file and a text file."""
+    root = tmp_path / "photos"
+    make_photo(root / "a" / "cat.png", 1)
+    make_photo(root / "b" / "cat.png", 2)
+    make_photo(root / "b" / "deep" / "dog.jpg", 3)
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "notes.txt").write_text("not an image, skipped quietly")
+    return root
+
+
+def run(
+    capsysbinary: pytest.CaptureFixture[bytes], *args: object, stdin: bytes | None = None
+) -> tuple[int, bytes, str]:
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        sys.stdin = sys.__stdin__
+    out, err = capsysbinary.readouterr()
+    return code, out, err.decode()
+
+
+def test_folder_is_mirrored_and_broken_files_do_not_stop_it(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    code, stdout, err = run(capsysbinary, "run", tree, *TINY, "-o", out)
+    assert code == 1
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a/cat.attn-concat.png", "b/cat.attn-concat.png", "b/deep/dog.attn-concat.png"]
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("attnviz: error: ") and "broken.jpg" in lines[0]
+    assert lines[-1] == "attnviz: 3 written, 0 skipped, 1 failed"
+    assert stdout == b"" and "Traceback" not in err
+
+
+def test_json_stream_has_one_object_per_input_in_order(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, stdout, _ = run(capsysbinary, "run", tree, *TINY, "-o", tmp_path / "out", "--json", "--workers", "3")
+    records = [json.loads(line) for line in stdout.decode().splitlines()]
+    inputs = [r["input"] for r in records]
+    assert inputs == [str(tree / p) for p in ("a/cat.png", "b/broken.jpg", "b/cat.png", "b/deep/dog.jpg")]
+    assert "error" in records[1] and "output" not in records[1]
+    assert all("peak" in r for i, r in enumerate(records) if i != 1)
+    assert code == 1
+
+
+def test_paths_from_stdin_newline_and_nul(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = tree / "a" / "cat.png", tree / "b" / "cat.png"
+    listing = f"{a}\n{b}\n".encode()
+    code, stdout, _ = run(capsysbinary, "run", "-", *TINY, "-o", tmp_path / "o1", "--json", stdin=listing)
+    assert code == 0
+    outputs = [json.loads(line)["output"] for line in stdout.decode().splitlines()]
+    assert len(outputs) == 2 and len(set(outputs)) == 2  # two cat.png never collide
+    assert all(Path(o).is_relative_to(tmp_path / "o1") for o in outputs)
+    code, stdout, _ = run(
+        capsysbinary, "run", "-", "-0", *TINY, "-o", tmp_path / "o2", "--json", stdin=listing.replace(b"\n", b"\0")
+    )
+    assert code == 0 and len(stdout.decode().splitlines()) == 2
+
+
+def test_outputs_never_escape_the_output_folder(capsysbinary, tree: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tree / "b" / "deep")
+    listing = f"../../a/cat.png\n{tree / 'b' / 'cat.png'}\n".encode()
+    out = tmp_path / "jail"
+    code, stdout, _ = run(capsysbinary, "run", "-", *TINY, "-o", out, "--json", stdin=listing)
+    assert code == 0
+    for record in map(json.loads, stdout.decode().splitlines()):
+        assert Path(record["output"]).resolve().is_relative_to(out.resolve())
+    assert not list((tmp_path / "photos").rglob("*.attn-*"))
+
+
+def test_single_image_to_stdout_is_a_png(capsysbinary, tree: Path) -> None:  # type: ignore[no-untyped-def]
+    code, stdout, err = run(capsysbinary, "run", tree / "a" / "cat.png", *TINY, "-o", "-")
+    assert code == 0, err
+    with Image.open(io.BytesIO(stdout)) as im:
+        assert im.format == "PNG" and im.size == (48, 32)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "-", "--json"], "-o - and --json both want stdout"),
+        (["-o", "-", "--save-scores"], "--save-scores needs an output file"),
+    ],
+)
+def test_stdout_conflicts_are_usage_errors(capsysbinary, tree: Path, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    code, stdout, err = run(capsysbinary, "run", tree / "a" / "cat.png", *TINY, *args)
+    assert code == 2 and message in err and stdout == b""
+
+
+def test_several_inputs_need_a_folder(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "file.png").write_bytes(b"x")
+    code, _, err = run(capsysbinary, "run", tree, *TINY, "-o", tmp_path / "file.png")
+    assert code == 2 and "several inputs need an output folder" in err
+    code, _, err = run(capsysbinary, "run", tree, *TINY, "-o", "-")
+    assert code == 2 and "needs exactly one input image" in err
+
+
+def test_skip_existing_resumes_and_fail_fast_stops(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    (tree / "b" / "broken.jpg").unlink()
+    run(capsysbinary, "run", tree / "a", *TINY, "-o", out / "a")  # an earlier run that only did folder a
+    first = (out / "a" / "cat.attn-concat.png").stat().st_mtime_ns
+    code, stdout, err = run(capsysbinary, "run", tree, *TINY, "-o", out, "--skip-existing", "--json")
+    assert code == 0 and err.strip().endswith("2 written, 1 skipped, 0 failed")
+    records = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert records[0]["skipped"] is True and len(records) == 3
+    assert (out / "a" / "cat.attn-concat.png").stat().st_mtime_ns == first
+    (tree / "a" / "zzz.png").write_text("broken")
+    make_photo(tree / "a" / "zzzz.png")
+    code, stdout, err = run(capsysbinary, "run", tree / "a", *TINY, "-o", tmp_path / "ff", "--fail-fast")
+    assert code == 1 and "zzz.png" in err
+    assert not (tmp_path / "ff" / "zzzz.attn-concat.png").exists()
+
+
+def test_two_folders_with_the_same_names_collide_loudly(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsysbinary, "run", tree / "a", tree / "b", *TINY, "-o", tmp_path / "o")
+    assert code == 1 and "is also the output of" in err
+    assert (tmp_path / "o" / "cat.attn-concat.png").exists()
+
+
+def test_existing_outputs_fail_without_overwrite_and_are_kept(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "cat.attn-concat.png").write_bytes(b"keep me")
+    code, _, err = run(capsysbinary, "run", tree / "a", *TINY, "-o", out / "a")
+    assert code == 1 and "already exists" in err
+    assert (out / "a" / "cat.attn-concat.png").read_bytes() == b"keep me"
+
+
+def test_colliding_outputs_are_an_error_not_an_overwrite(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    same = tree / "a" / "cat.png"
+    code, stdout, err = run(capsysbinary, "run", same, str(same).replace("/a/", "/a/./"), *TINY, "-o", tmp_path / "o")
+    assert code == 1 and "is also the output of" in err
+
+
+def test_no_temporary_files_are_left(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    run(capsysbinary, "run", tree, *TINY, "-o", out, "--save-scores")
+    names = [p.name for p in out.rglob("*")]
+    assert not [n for n in names if n.startswith(".attnviz-")]
+    assert "cat.attn-concat.npy" in names
+
+
+def test_non_utf8_and_newline_file_names(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "odd"
+    make_photo(folder / "new\nline.png")
+    raw = os.fsencode(folder) + b"/caf\xe9.png"
+    make_photo(Path(os.fsdecode(raw)))
+    code, stdout, err = run(capsysbinary, "run", folder, *TINY, "-o", tmp_path / "out", "--json")
+    assert code == 0, err
+    records = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert len(records) == 2 and all(Path(r["output"]).exists() for r in records)
+
+
+def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    folder = tmp_path / "many"
+    for i in range(60):
+        make_photo(folder / f"{i:03d}.png", i, size=(320, 240))
+    out = tmp_path / "out"
+    script = "import sys; import tests.conftest; from attnviz.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, "run", str(folder), "-o", str(out), *TINY]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"interrupted" in err
+    done = sorted(out.glob("*.png"))
+    assert 3 <= len(done) < 60
+    for path in done:
+        with Image.open(path) as im:
+            im.load()  # complete, decodable files only
+    assert not list(out.glob(".attnviz-*"))
+    rerun = subprocess.run([*command, "--skip-existing"], cwd=root, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert len(list(out.glob("*.png"))) == 60
+    assert f"{60 - len(done)} written, {len(done)} skipped, 0 failed" in rerun.stderr.decode()
