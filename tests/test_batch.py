@@ -157,7 +157,7 @@ def test_existing_outputs_fail_without_overwrite_and_are_kept(capsysbinary, tree
 
 def test_colliding_outputs_are_an_error_not_an_overwrite(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     same = tree / "a" / "cat.png"
-    code, stdout, err = run(capsysbinary, "run", same, str(same).replace("/a/", "/a/./"), *TINY, "-o", tmp_path / "o")
+    code, _stdout, err = run(capsysbinary, "run", same, str(same).replace("/a/", "/a/./"), *TINY, "-o", tmp_path / "o")
     assert code == 1 and "is also the output of" in err
 
 
