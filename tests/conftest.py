@@ -24,8 +24,8 @@ TINY_LABELS = ["cat", "dog", "hot dog", "sea lion", "lion"]
 class TinyEncoder(Encoder):
     """Three stride-2 convolutions and a linear head: stride 8, 16 channels, 5 classes, seeded weights."""
 
-    def __init__(self) -> None:
-        super().__init__("tiny_test", TINY_LABELS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stride=8, channels=16)
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__("tiny_test", TINY_LABELS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), feature_bound=4.0)
         generator = torch.Generator().manual_seed(0)
         self.body = nn.Sequential(
             nn.Conv2d(3, 8, 3, 2, 1),
@@ -35,20 +35,23 @@ class TinyEncoder(Encoder):
             nn.Conv2d(16, 16, 3, 2, 1),
             nn.ReLU(),
         )
-        self.classifier = nn.Linear(16, len(TINY_LABELS))
+        self.fc = nn.Linear(16, len(TINY_LABELS))
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-        self.feature_bound = 4.0
+        if weights is not None:
+            from attnviz.weights import load_into, load_state_dict
+
+            load_into(self, load_state_dict(weights), weights, "tiny_test")
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.body(x)  # type: ignore[no-any-return]
 
     def forward_head(self, features: Tensor) -> Tensor:
-        return self.classifier(features.mean(dim=(2, 3)))  # type: ignore[no-any-return]
+        return self.fc(features.mean(dim=(2, 3)))  # type: ignore[no-any-return]
 
-    def class_vectors(self) -> Tensor:
-        return self.classifier.weight
+    def classifier(self) -> nn.Linear:
+        return self.fc
 
 
 register_encoder("tiny_test")(TinyEncoder)

@@ -48,7 +48,7 @@ def test_input_size_keeps_aspect_on_stride_multiples(
     size: int, width: int, height: int, expected: tuple[int, int]
 ) -> None:
     tiny = create_encoder("tiny_test")
-    tiny.stride = 32
+    tiny._geometry = (16, 32)
     assert tiny.input_size(width, height, size) == expected
 
 

@@ -9,10 +9,11 @@ from attnviz.scorers import (
     DotScorer,
     GeneralScorer,
     Mode,
+    class_scorer,
     class_subspace,
     default_concat,
     default_general,
-    default_scorer,
+    query_bound,
 )
 
 
@@ -66,7 +67,7 @@ def test_concat_matches_the_formula_on_the_concatenation() -> None:
 def test_weights_are_a_distribution_for_any_grid(mode: Mode, grid: tuple[int, int]) -> None:
     torch.manual_seed(1)
     classes = torch.randn(10, 8)
-    scorer = default_scorer(mode, classes, feature_bound=3.0)
+    scorer = class_scorer(mode, classes, feature_bound=3.0)
     h = torch.rand(2, grid[0] * grid[1], 8) * 3  # (B, N, C)
     out = scorer(h, classes[:2])
     assert out.weights.shape == (2, grid[0] * grid[1])
@@ -94,7 +95,7 @@ def test_default_general_with_full_rank_equals_dot() -> None:
     torch.manual_seed(3)
     classes = torch.randn(20, 6)
     h, q = torch.rand(1, 9, 6), classes[:1]
-    general = default_general(classes, attn_dim=6)
+    general = default_general(class_subspace(classes, attn_dim=6))
     assert torch.allclose(general(h, q).scores, DotScorer()(h, q).scores, atol=1e-4)
 
 
@@ -102,8 +103,9 @@ def test_default_concat_reproduces_general() -> None:
     torch.manual_seed(4)
     classes = torch.randn(50, 32)
     h, q = torch.rand(3, 49, 32) * 6, classes[:3]
-    general = default_general(classes, attn_dim=16)(h, q).scores
-    concat = default_concat(classes, feature_bound=6.0, attn_dim=16)(h, q).scores
+    basis = class_subspace(classes, attn_dim=16)
+    general = default_general(basis)(h, q).scores
+    concat = default_concat(basis, feature_bound=6.0, query_bound=query_bound(classes, basis))(h, q).scores
     for i in range(3):
         assert corr(general[i], concat[i]) > 0.999
     assert torch.allclose(general, concat, rtol=0.05, atol=0.05 * float(general.abs().max()))
@@ -118,6 +120,6 @@ def test_defaults_track_dot_on_the_real_encoder(lite0, samples) -> None:  # type
     q = lite0.class_vectors()[logits.argmax(-1)]  # (1, C)
     dot = DotScorer()(h, q).scores
     for mode in (Mode.general, Mode.concat):
-        other = default_scorer(mode, lite0.class_vectors(), lite0.feature_bound)(h, q).scores
+        other = class_scorer(mode, lite0.class_vectors(), 6.0)(h, q).scores
         assert corr(dot, other) > 0.95, mode
         assert int(other.argmax()) == int(dot.argmax()), mode

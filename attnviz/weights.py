@@ -1,0 +1,74 @@
+"""Loading parameter files without ever unpickling arbitrary objects, and saying exactly why a file does not fit."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from attnviz.errors import InputError
+
+_SHOWN = 4
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Tensors from a .safetensors file, or from a torch checkpoint read with `weights_only=True`.
+
+    `weights_only` lets torch rebuild tensors and plain containers only; a pickle that would run code is refused
+    before anything in it executes. Checkpoints that wrap the weights in {"state_dict": ...} or {"model": ...} are
+    unwrapped.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise InputError(f"{name}: no such file" if not os.path.exists(name) else f"{name}: not a file")
+    if name.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(name))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InputError(f"{name}: not a valid safetensors file ({exc})") from None
+    try:
+        loaded = torch.load(name, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
+        raise InputError(f"{name}: refused: not a plain weights file ({reason})") from None
+    except (RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        raise InputError(
+            f"{name}: cannot read weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise InputError(f"{name}: does not hold a state dict (a mapping of names to tensors)")
+    return {str(k).removeprefix("module."): v for k, v in loaded.items()}
+
+
+def mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
+    """None when `state` fits `model` exactly, else a one-line account of the missing, unexpected and misshapen."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape (file vs model)", shapes)):
+        if items:
+            more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOWN])}{more}")
+    return "; ".join(parts) or None
+
+
+def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str, what: str) -> None:
+    problem = mismatch(model, state)
+    if problem is not None:
+        raise InputError(f"{source} does not fit {what}: {problem}")
+    model.load_state_dict(state, strict=True)
