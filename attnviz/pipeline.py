@@ -121,7 +121,7 @@ class Explainer:
         top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
         chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
         queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
-        b, c, rows, cols = features.shape
+        rows, cols = features.shape[-2:]
         cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
         owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=cells.device)  # (M,)
         with torch.inference_mode():

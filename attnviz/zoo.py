@@ -133,10 +133,9 @@ def build_timm(name: str, weights: str | None) -> Encoder:
     if weights is not None:
         state = load_state_dict(weights)
         probe = timm.create_model(name, pretrained=False)
-        classes = _classes_in(state, probe, probe.num_classes)
-        model = (
-            probe if classes == probe.num_classes else timm.create_model(name, pretrained=False, num_classes=classes)
-        )
+        default_classes = int(getattr(probe, "num_classes", 1000))
+        classes = _classes_in(state, probe, default_classes)
+        model = probe if classes == default_classes else timm.create_model(name, pretrained=False, num_classes=classes)
         load_into(model, state, weights, f"timm:{name}")
     else:
         model = _timm_pretrained(name)
