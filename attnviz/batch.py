@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 
 from attnviz import render
+from attnviz.encoders import create_encoder
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
 from attnviz.images import DEFAULT_MAX_PIXELS, load_image
 from attnviz.inputs import STDIN, Job, expand, output_for
 from attnviz.outputs import check_target, encode_image, image_format, suffix_format, write_bytes, write_npy
-from attnviz.pipeline import Explainer, GridResult
+from attnviz.pipeline import Explainer, GridResult, Query
 from attnviz.progress import Progress
 from attnviz.scorers import Mode
 
@@ -37,8 +38,12 @@ STDOUT = "-"
 class RunOptions:
     mode: Mode = Mode.concat
     encoder: str = "efficientnet_lite0"
+    weights: str | None = None
+    layer: str | None = None
+    query: Query = Query.auto
     size: int = 448
-    target: str | None = None
+    targets: tuple[str, ...] = ()
+    topk: int = 1  # maps per image: its top-k classes (when no targets are given)
     interpolation: render.Interpolation = render.Interpolation.bilinear
     colormap: str = render.DEFAULT_COLORMAP
     alpha: float = render.DEFAULT_ALPHA
@@ -72,7 +77,8 @@ class Item:
     """One input on its way through the stages; `record` is set once its outcome is known."""
 
     job: Job
-    output: Path | None
+    output: Path | None  # the first map's output; None for stdout
+    outputs: list[Path] = field(default_factory=list)  # one per map
     seq: int = 0  # position in the input order
     image: Image.Image | None = None
     frames: int = 1
@@ -97,6 +103,11 @@ def pick_device(name: str) -> str:
     return name
 
 
+def tagged(path: Path, tag: str) -> Path:
+    """`maps/cat.attn-dot.png` + `.top2` -> `maps/cat.attn-dot.top2.png`."""
+    return path.with_name(path.stem + tag + path.suffix) if tag else path
+
+
 def one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -114,8 +125,21 @@ class Runner:
             raise UsageError(f"--alpha must be between 0 and 1, got {options.alpha}")
         if options.batch_size < 1 or options.workers < 1 or options.size < 1:
             raise UsageError("--batch-size, --workers and --size must be at least 1")
-        self.explainer = Explainer(options.encoder, options.mode, options.size, device=pick_device(options.device))
-        self.target = self.explainer.target_index(options.target)
+        if options.topk < 1:
+            raise UsageError("--topk must be at least 1")
+        if options.targets and options.topk > 1:
+            raise UsageError("give either --target (one or more) or --topk, not both")
+        encoder = create_encoder(options.encoder, options.weights, options.layer)
+        device = pick_device(options.device)
+        self.explainer = Explainer(encoder, options.mode, options.size, device=device, query=options.query)
+        self.targets = [int(self.explainer.target_index(t)) for t in options.targets]  # type: ignore[arg-type]
+        # one output per map: the class index in the name for --target, the rank for --topk
+        if len(self.targets) > 1:
+            self.map_tags = [f".{t}" for t in self.targets]
+        elif options.topk > 1:
+            self.map_tags = [f".top{r}" for r in range(1, options.topk + 1)]
+        else:
+            self.map_tags = [""]
         self.claimed: dict[Path, str] = {}
         self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
 
@@ -138,6 +162,8 @@ class Runner:
                 raise UsageError("-o - and --json both want stdout; write the image to a file instead")
             if self.options.save_scores:
                 raise UsageError("--save-scores needs an output file beside which to save, not -o -")
+            if len(self.map_tags) > 1:
+                raise UsageError("several maps per image (--topk, several --target) need files, not -o -")
         elif not single and self.options.output and Path(self.options.output).is_file():
             raise UsageError(f"-o {self.options.output}: several inputs need an output folder, not a file")
         if STDIN in arguments:
@@ -162,7 +188,7 @@ class Runner:
 
     def admit(self, job: Job, single: bool, seq: int) -> Item:
         """Decide before decoding whether the job runs, is skipped, or fails on its output path."""
-        item = Item(job, self.output_path(job, single), seq)
+        item = Item(job, self.output_path(job, single), seq=seq)
         if job.error is not None:
             return self.failed(item, job.error)
         if item.output is None:
@@ -171,12 +197,15 @@ class Runner:
         if earlier is not None:
             return self.failed(item, f"{job.input}: its output {item.output} is also the output of {earlier}")
         self.claimed[item.output] = job.input
-        if self.options.skip_existing and item.output.exists():
+        item.outputs = [tagged(item.output, tag) for tag in self.map_tags]
+        item.output = item.outputs[0]
+        if self.options.skip_existing and item.outputs[-1].exists():  # the last written means all are done
             item.skipped = True
             item.record = {"input": job.input, "output": str(item.output), "skipped": True}
             return item
         try:
-            check_target(item.output, inputs=(job.input,), overwrite=self.options.overwrite)
+            for output in item.outputs:
+                check_target(output, inputs=(job.input,), overwrite=self.options.overwrite)
         except OutputError as exc:
             self.failed(item, str(exc))
         return item
@@ -192,46 +221,66 @@ class Runner:
             self.failed(item, f"{item.job.input}: out of memory while decoding")
         return item
 
-    def finish(self, item: Item, result: GridResult) -> Item:
-        """Draw, encode and write one result; runs on a worker thread."""
+    def finish(self, item: Item, maps: list[GridResult]) -> Item:
+        """Draw, encode and write the maps of one image; runs on a worker thread."""
         assert item.image is not None
         o = self.options
         if item.seq > self.halt_after:  # an earlier input failed under --fail-fast: write nothing more
             item.image = None
             return item
         try:
-            explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
-            pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
-            fmt, save_options = image_format(item.output) if item.output else suffix_format(self.suffix)
-            data = encode_image(pixels, fmt, save_options)
+            first = maps[0]
+            entries = []
+            for index, result in enumerate(maps):
+                output = item.outputs[index] if item.outputs else None
+                entries.append(self.write_map(item, result, output))
             record: dict[str, object] = {
                 "input": item.job.input,
-                "output": str(item.output) if item.output else STDOUT,
+                "output": entries[0]["output"],
                 "mode": o.mode.value,
                 "encoder": self.explainer.encoder.name,
-                "size": list(result.input_size),
-                "grid": list(result.grid),
-                "target": result.target.to_json(),
-                "topk": [p.to_json() for p in result.topk],
-                "peak": list(explanation.peak),
+                "size": list(first.input_size),
+                "grid": list(first.grid),
+                "target": entries[0]["target"],
+                "topk": [p.to_json() for p in first.topk],
+                "peak": entries[0]["peak"],
             }
+            if "scores" in entries[0]:
+                record["scores"] = entries[0]["scores"]
+            if len(entries) > 1:
+                record["maps"] = entries
             if item.frames > 1:
                 record["frames"] = item.frames
                 record["frame"] = 0
-            if item.output is None:
-                item.data = data
-            else:
-                if o.save_scores:
-                    scores_path = item.output.with_suffix(".npy")
-                    write_npy(scores_path, result.weights.astype(np.float32), overwrite=o.overwrite)
-                    record["scores"] = str(scores_path)
-                write_bytes(item.output, data, overwrite=o.overwrite)  # last: its presence means "done"
             item.record = record
         except AttnvizError as exc:
             self.failed(item, str(exc))
         finally:
             item.image = None  # free the full-size picture as soon as it is drawn
         return item
+
+    def write_map(self, item: Item, result: GridResult, output: Path | None) -> dict[str, object]:
+        """One overlay (and its scores) to its file, or its bytes kept for stdout; returns its JSON entry."""
+        assert item.image is not None
+        o = self.options
+        explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
+        pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
+        fmt, save_options = image_format(output) if output else suffix_format(self.suffix)
+        data = encode_image(pixels, fmt, save_options)
+        entry: dict[str, object] = {
+            "target": result.target.to_json(),
+            "output": str(output) if output else STDOUT,
+            "peak": list(explanation.peak),
+        }
+        if output is None:
+            item.data = data
+            return entry
+        if o.save_scores:
+            scores_path = output.with_suffix(".npy")
+            write_npy(scores_path, result.weights.astype(np.float32), overwrite=o.overwrite)
+            entry["scores"] = str(scores_path)
+        write_bytes(output, data, overwrite=o.overwrite)  # last: its presence means "done"
+        return entry
 
     # -- driver ---------------------------------------------------------------------------------------------
 
@@ -298,9 +347,10 @@ class Runner:
         stacked = torch.stack([item.tensor for item in batch])  # type: ignore[misc]  # (B, 3, h, w)
         for item in batch:
             item.tensor = None
-        results = self.explainer.infer(stacked, [self.target] * len(batch))
-        for item, result in zip(batch, results, strict=True):
-            finishing.append(renderers.submit(self.finish, item, result))
+        wanted = [list(self.targets) for _ in batch] if self.targets else None
+        results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
+        for item, maps in zip(batch, results, strict=True):
+            finishing.append(renderers.submit(self.finish, item, maps))
         return self.drain(finishing, progress)
 
     def drain(self, finishing: deque[Future[Item] | Item], progress: Progress) -> bool:

@@ -17,6 +17,7 @@ from attnviz import __version__
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
 from attnviz.errors import AttnvizError
 from attnviz.images import DEFAULT_MAX_PIXELS
+from attnviz.pipeline import Query
 from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Interpolation
 from attnviz.scorers import Mode
 
@@ -29,6 +30,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+ENCODER_HELP = "Encoder: efficientnet_lite0 (embedded), a torchvision name (see `attnviz encoders`) or timm:NAME."
 
 
 class Device(str, Enum):
@@ -69,10 +73,22 @@ def run(
     ],
     mode: Annotated[Mode, typer.Option("--mode", "-m", help="Attention scorer.")] = Mode.concat,
     target: Annotated[
-        str | None,
-        typer.Option("--target", "-t", help="Class index or name (unique part of it). Default: the top-1 class."),
+        list[str] | None,
+        typer.Option(
+            "--target", "-t", help="Class index or name (unique part of it); repeat for several maps. Default: top-1."
+        ),
     ] = None,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Encoder name.")] = DEFAULT_ENCODER,
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One map for each of the top K classes.")] = 1,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", help="Local state dict (.safetensors or .pth) for the encoder.")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Feature map to attend over, by module name. Default: the last.")
+    ] = None,
+    query: Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")] = (
+        Query.auto
+    ),
     size: Annotated[
         int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")
     ] = DEFAULT_SIZE,
@@ -122,8 +138,12 @@ def run(
     options = RunOptions(
         mode=mode,
         encoder=encoder,
+        weights=weights,
+        layer=layer,
+        query=query,
         size=size,
-        target=target,
+        targets=tuple(target or ()),
+        topk=topk,
         interpolation=interpolation,
         colormap=colormap,
         alpha=alpha,
@@ -142,6 +162,77 @@ def run(
         max_pixels=max_pixels,
     )
     raise typer.Exit(run_batch(inputs, options))
+
+
+@app.command()
+def compare(
+    image: Annotated[str, typer.Argument(help="The photo to explain.", show_default=False)],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Figure file: .png, .pdf or .svg. Default: NAME.compare.png")
+    ] = None,
+    mode: Annotated[
+        list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to show (repeat). Default: all three.")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Class index or name; repeat for several.")
+    ] = None,
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One panel per top-K class and mode.")] = 1,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Feature map, by module name.")] = None,
+    query: Annotated[Query, typer.Option("--query", help="Class query: classifier row or gradient.")] = Query.auto,
+    size: Annotated[int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network.")] = DEFAULT_SIZE,
+    interpolation: Annotated[Interpolation, typer.Option("--interpolation")] = Interpolation.bilinear,
+    colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
+    alpha: Annotated[float, typer.Option("--alpha", "-a", min=0.0, max=1.0, help="Peak opacity.")] = DEFAULT_ALPHA,
+    columns: Annotated[int | None, typer.Option("--columns", min=1, help="Panels per row.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing figure.")] = False,
+) -> None:
+    """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
+    from attnviz.commands import CompareOptions
+    from attnviz.commands import compare as draw_comparison
+
+    options = CompareOptions(
+        modes=tuple(mode or Mode),
+        targets=tuple(target or ()),
+        topk=topk,
+        encoder=encoder,
+        weights=weights,
+        layer=layer,
+        query=query,
+        size=size,
+        interpolation=interpolation,
+        colormap=colormap,
+        alpha=alpha,
+        columns=columns,
+        overwrite=overwrite,
+    )
+    written = draw_comparison(image, output, options)
+    print(f"wrote {written}", file=sys.stderr)
+
+
+@app.command()
+def encoders() -> None:
+    """List the encoders: feature channels, stride, and whether their weights are available right now."""
+    from attnviz.commands import encoder_rows, format_encoder_rows
+
+    print(format_encoder_rows(encoder_rows()))
+
+
+@app.command()
+def labels(
+    query: Annotated[str | None, typer.Argument(help="Show only classes whose name contains this.")] = None,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
+) -> None:
+    """List or search the class names of the encoder's label set (what --target accepts)."""
+    from attnviz.commands import labels as find_labels
+
+    found = find_labels(query, encoder, weights)
+    for index, label in found:
+        print(f"{index}\t{label}")
+    if not found:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from PIL import Image
 
 from attnviz import render
@@ -115,6 +116,14 @@ def _check_heatmap(index: int, panel: Panel, width: int, height: int) -> np.ndar
     return np.clip(heat, 0.0, 1.0)
 
 
+def _text_width(canvas: FigureCanvasAgg, text: str, size: float, weight: str = "normal") -> float:
+    """Width in inches of one line of text as matplotlib will draw it."""
+    renderer = canvas.get_renderer()
+    font = FontProperties(size=size, weight=weight)
+    width, _height, _descent = renderer.get_text_width_height_descent(text, font, ismath=False)
+    return float(width) / canvas.figure.dpi
+
+
 def _shrink(image: Image.Image, heats: list[np.ndarray]) -> tuple[Image.Image, list[np.ndarray]]:
     """Image and maps scaled together to at most `MAX_PIXELS_SIDE` on the longer side."""
     scale = MAX_PIXELS_SIDE / max(image.size)
@@ -165,18 +174,25 @@ def comparison_figure(
     pictures = [pixels] + [render.overlay(pixels, heat, colormap, alpha) for heat in heats]
     titles = [("", title if title is not None else "input")] + [panel_title(p) for p in panels]
 
-    # Geometry, in inches from the bottom left.
-    width = columns * COLUMN_WIDTH
-    cell_w = (width - 2 * MARGIN - (columns - 1) * GAP_X) / columns
+    # Geometry, in inches from the bottom left. A column is COLUMN_WIDTH wide, less where a tall photo's panels
+    # are narrower, but never narrower than the widest title.
+    figure = Figure(layout=None)
+    canvas = FigureCanvasAgg(figure)
+    title_w = max(
+        max(_text_width(canvas, text, TITLE_SIZE), _text_width(canvas, heading, TITLE_SIZE, "bold"))
+        for heading, text in titles
+    )
     aspect = photo.height / photo.width
-    pic_h = min(cell_w * aspect, cell_w * MAX_ASPECT)
+    pic_w = COLUMN_WIDTH - GAP_X
+    pic_h = min(pic_w * aspect, pic_w * MAX_ASPECT)
     pic_w = pic_h / aspect
+    cell_w = max(pic_w, min(title_w + GAP_X, COLUMN_WIDTH - GAP_X))
+    width = 2 * MARGIN + columns * cell_w + (columns - 1) * GAP_X
     row_pitch = TITLE_HEIGHT + pic_h + GAP_Y
     bar_block = BAR_GAP + BAR_HEIGHT + BAR_TEXT
     height = MARGIN + bar_block + rows * row_pitch - GAP_Y + MARGIN
+    figure.set_size_inches(width, height)
 
-    figure = Figure(figsize=(width, height), layout=None)
-    FigureCanvasAgg(figure)
     grid_bottom = MARGIN + bar_block
     for k, (picture, (heading, text)) in enumerate(zip(pictures, titles, strict=True)):
         row, col = divmod(k, columns)
@@ -187,7 +203,7 @@ def comparison_figure(
         ax.set_axis_off()
         # Two one-line texts on fixed baselines rather than one two-line title, whose lines matplotlib spaces by
         # their glyphs: "dot" and "general" would sit at different heights.
-        ax.set_title(text, fontsize=TITLE_SIZE, pad=TITLE_PAD)
+        ax.set_title(text, fontsize=TITLE_SIZE, pad=TITLE_PAD, parse_math=False)
         if heading:
             ax.annotate(
                 heading,
@@ -199,6 +215,7 @@ def comparison_figure(
                 va="baseline",
                 fontsize=TITLE_SIZE,
                 fontweight="bold",
+                parse_math=False,
             )
 
     # Under the middle columns, edge to edge with their pictures: all but the first and the last of three or

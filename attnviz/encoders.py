@@ -103,6 +103,8 @@ class Encoder(nn.Module):
         if linear is None:
             return False
         generator = torch.Generator().manual_seed(0)
+        if linear.in_features != self.channels:  # something sits between the pooled map and the last layer
+            return False
         features = torch.rand(2, linear.in_features, 3, 5, generator=generator) * 3  # (2, C, 3, 5)
         with torch.inference_mode():
             logits = self.forward_head(features)
@@ -159,6 +161,8 @@ class Encoder(nn.Module):
         return f"spatial layers include: {shown} (default: the last)"
 
     def use_layer(self, name: str | None) -> None:
+        if name == self.layer:
+            return
         if name is not None:
             self.resolve_layer(name)
         self.layer = name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -33,10 +34,14 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise InputError(f"{name}: not a valid safetensors file ({exc})") from None
     try:
-        loaded = torch.load(name, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
-        raise InputError(f"{name}: refused: not a plain weights file ({reason})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's own advice would be to unpickle it anyway
+            loaded = torch.load(name, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            f"{name}: refused: not a plain weights file (it holds objects other than tensors, and loading those "
+            "could run code)"
+        ) from None
     except (RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as exc:
         raise InputError(
             f"{name}: cannot read weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"

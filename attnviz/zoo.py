@@ -34,13 +34,15 @@ class WeightsUnavailable(AttnvizError):
 class TorchvisionEncoder(Encoder):
     """torchvision classifiers: ResNet-style (`layer4`, `avgpool`, `fc`) or `features`/`avgpool`/`classifier`."""
 
-    def __init__(self, name: str, model: nn.Module, labels: list[str], **kwargs: object) -> None:
+    def __init__(
+        self, name: str, model: nn.Module, labels: list[str], *, check_head: bool = True, **kwargs: object
+    ) -> None:
         super().__init__(name, labels, **kwargs)  # type: ignore[arg-type]
         self.model = model.eval()
         self._resnet = hasattr(model, "fc") and hasattr(model, "layer4")
         if not self._resnet and not all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
             raise UsageError(f"encoder {name}: unsupported torchvision architecture {type(model).__name__}")
-        self._linear = self.head_is_pool_linear()
+        self._linear = self.head_is_pool_linear() if check_head else False
 
     def forward_features(self, x: Tensor) -> Tensor:
         m = self.model
@@ -63,6 +65,17 @@ class TorchvisionEncoder(Encoder):
         if not isinstance(last, nn.Linear) or not getattr(self, "_linear", True):
             return None
         return last
+
+
+def torchvision_geometry(name: str) -> tuple[int, int]:
+    """(channels, stride) of a torchvision classifier's last feature map, from shapes alone (no weights, no compute)."""
+    from torchvision.models import get_model
+
+    with torch.device("meta"):
+        model = get_model(name, weights=None)
+        encoder = TorchvisionEncoder(name, model, [], mean=IMAGENET_MEAN, std=IMAGENET_STD, check_head=False)
+        features = encoder.forward_features(torch.zeros(1, 3, 224, 224))
+    return int(features.shape[1]), 224 // int(features.shape[-1])
 
 
 def _cached_file(url: str) -> Path:
@@ -100,7 +113,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
         raise UsageError(f"unknown torchvision model {name!r}") from None
     transforms = default.transforms()
     resample = "bicubic" if "BICUBIC" in str(getattr(transforms, "interpolation", "")) else "bilinear"
-    options = {"mean": tuple(transforms.mean), "std": tuple(transforms.std), "resample": resample}
+    mean, std = tuple(transforms.mean), tuple(transforms.std)
     if weights is not None:
         state = load_state_dict(weights)
         with torch.device("meta"):
@@ -109,7 +122,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
         model = get_model(name, weights=None, num_classes=classes)
         load_into(model, state, weights, name)
         labels = default.meta["categories"] if classes == len(default.meta["categories"]) else _numbered(classes)
-        return TorchvisionEncoder(name, model, list(labels), **options)
+        return TorchvisionEncoder(name, model, list(labels), mean=mean, std=std, resample=resample)
     cached = _cached_file(default.url)
     try:
         model = get_model(name, weights=default)
@@ -120,7 +133,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
             f"put {os.path.basename(default.url)} there, or pass a state dict with --weights FILE"
         ) from None
     del torchvision
-    return TorchvisionEncoder(name, model, list(default.meta["categories"]), **options)
+    return TorchvisionEncoder(name, model, list(default.meta["categories"]), mean=mean, std=std, resample=resample)
 
 
 def build_timm(name: str, weights: str | None) -> Encoder:

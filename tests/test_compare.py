@@ -149,7 +149,7 @@ def test_large_photos_are_drawn_smaller() -> None:
     image = picture(2400, 1600)
     figure = comparison_figure(image, [Panel("dot", Prediction(0, "cat", 0.5), blob(2400, 1600))])
     for ax in image_axes(figure):
-        assert max(ax.images[0].get_array().shape[:2]) == compare.MAX_PIXELS_SIDE
+        assert max(np.asarray(ax.images[0].get_array()).shape[:2]) == compare.MAX_PIXELS_SIDE
 
 
 @pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
@@ -217,3 +217,14 @@ def test_explanations_of_the_tiny_encoder_make_a_figure(tmp_path: Path) -> None:
         assert panel.target.label in texts(ax)
     save_figure(figure, tmp_path / "tiny.pdf")
     assert (tmp_path / "tiny.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_tall_photos_get_narrower_columns_but_room_for_their_titles() -> None:
+    tall = picture(40, 200)
+    figure = comparison_figure(tall, [Panel("dot", Prediction(0, "cat", 0.5), blob(40, 200))])
+    width, height = figure.get_size_inches()
+    assert width < 2 * 3.0 * 0.8  # not two 3-inch columns of white around thin pictures
+    assert height < 6.0  # capped at MAX_ASPECT times the column
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    titles = [ax.title.get_window_extent(renderer) for ax in image_axes(figure)]
+    assert not titles[0].overlaps(titles[1])
