@@ -194,6 +194,12 @@ class Runner:
         if item.output is None:
             return item
         earlier = self.claimed.get(item.output)
+        if earlier is not None and Path(earlier).name != Path(job.input).name:
+            # photo.jpg and photo.png side by side: the later one keeps its extension in the name
+            item.output = item.output.with_name(
+                item.output.name.replace(".attn-", Path(job.input).suffix + ".attn-", 1)
+            )
+            earlier = self.claimed.get(item.output)
         if earlier is not None:
             return self.failed(item, f"{job.input}: its output {item.output} is also the output of {earlier}")
         self.claimed[item.output] = job.input
@@ -348,7 +354,13 @@ class Runner:
         for item in batch:
             item.tensor = None
         wanted = [list(self.targets) for _ in batch] if self.targets else None
-        results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
+        try:
+            results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
+        except AttnvizError as exc:  # e.g. NaN features: those images fail, the run goes on
+            for item in batch:
+                item.image = None
+                finishing.append(self.failed(item, f"{item.job.input}: {exc}"))
+            return self.drain(finishing, progress)
         for item, maps in zip(batch, results, strict=True):
             finishing.append(renderers.submit(self.finish, item, maps))
         return self.drain(finishing, progress)

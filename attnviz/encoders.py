@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 DEFAULT_ENCODER = "efficientnet_lite0"
 #: Shorter side fed to the network by default: a 4:3 photo gives a 14 x 19 grid at stride 32.
 DEFAULT_SIZE = 448
+#: Longest side fed to the network (unless 4 x --size is longer): extreme aspect ratios shrink instead.
+MAX_SIDE = 4096
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -175,9 +177,12 @@ class Encoder(nn.Module):
         """
         s = self.stride
         short = max(s, round(size / s) * s)
-        if width <= height:
-            return short, max(s, round(short * height / width / s) * s)
-        return max(s, round(short * width / height / s) * s), short
+        ratio = max(width, height) / max(1, min(width, height))
+        limit = max(MAX_SIDE, 4 * size)
+        if short * ratio > limit:  # a panorama or a 10000 x 10 strip: shrink both sides, keep the shape
+            short = max(s, round(limit / ratio / s) * s)
+        long = min(max(s, round(short * ratio / s) * s), max(s, limit // s * s))
+        return (short, long) if width <= height else (long, short)
 
     def preprocess(self, image: Image.Image, size: int) -> Tensor:
         """RGB picture -> (3, h, w) float tensor, resized and normalised as the weights expect."""

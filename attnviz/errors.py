@@ -23,5 +23,9 @@ class InputError(AttnvizError):
     """One input file could not be processed; a batch goes on with the others."""
 
 
+class ComputeError(AttnvizError):
+    """The network produced something no map can be drawn from (NaN or infinite features)."""
+
+
 class OutputError(AttnvizError):
     """An output could not be written (exists already, would replace the input, disk error)."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnviz.errors import UsageError
+from attnviz.errors import ComputeError, UsageError
 
 #: Turbo: a rainbow made perceptually smooth (unlike jet), and its blue-to-red reads on warm and cool photos alike.
 DEFAULT_COLORMAP = "turbo"
@@ -32,7 +32,7 @@ def display_map(scores: np.ndarray) -> np.ndarray:
     """
     scores = np.asarray(scores, dtype=np.float32)
     if not np.isfinite(scores).all():
-        raise UsageError("attention scores contain NaN or infinity")
+        raise ComputeError("attention scores contain NaN or infinity")
     low, high = float(np.median(scores)), float(scores.max())
     if high - low <= 1e-6 * max(1.0, abs(high)):
         low = float(scores.min())
@@ -72,22 +72,31 @@ def peak(heat: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
+#: Rows blended at a time: keeps float32 temporaries to a few MB however large the photo.
+_STRIP_ROWS = 256
+
+
 def overlay(
     image: np.ndarray, heat: np.ndarray, colormap: str = DEFAULT_COLORMAP, alpha: float = DEFAULT_ALPHA
 ) -> np.ndarray:
     """Blend a colour-mapped heat map over an (H, W, 3) uint8 RGB image; returns a new uint8 RGB image.
 
     Opacity follows the map (alpha * heat): where the network does not look, the photo stays as it was, instead
-    of the whole picture being tinted as a fixed 50/50 blend does.
+    of the whole picture being tinted as a fixed 50/50 blend does. Works in strips of rows, so an 80-megapixel
+    photo needs no full-size float copies.
     """
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if image.shape[:2] != heat.shape:
         raise ValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
-    lut = colormap_lut(colormap)
-    index = np.rint(heat * 255.0).astype(np.uint8)  # (H, W)
-    colour = lut[index]  # (H, W, 3)
-    opacity = (heat * alpha).astype(np.float32)[..., None]  # (H, W, 1)
-    out = image.astype(np.float32)
-    out += (colour.astype(np.float32) - out) * opacity
-    return np.rint(out, out=out).astype(np.uint8)
+    lut = colormap_lut(colormap).astype(np.float32)  # (256, 3)
+    out = np.empty_like(image, dtype=np.uint8)
+    for top in range(0, image.shape[0], _STRIP_ROWS):
+        rows = slice(top, top + _STRIP_ROWS)
+        strip_heat = heat[rows]  # (h, W)
+        colour = lut[np.rint(strip_heat * 255.0).astype(np.uint8)]  # (h, W, 3)
+        opacity = (strip_heat * np.float32(alpha))[..., None]  # (h, W, 1)
+        strip = image[rows].astype(np.float32)
+        strip += (colour - strip) * opacity
+        out[rows] = np.rint(strip)
+    return out

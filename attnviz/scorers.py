@@ -13,7 +13,7 @@ from enum import Enum
 import torch
 from torch import Tensor, nn
 
-from attnviz.errors import UsageError
+from attnviz.errors import ComputeError, UsageError
 
 #: Size of the attention space of the default general and concat scorers.
 DEFAULT_ATTN_DIM = 256
@@ -44,9 +44,16 @@ class Scorer(nn.Module):
         raise NotImplementedError
 
     def forward(self, h: Tensor, q: Tensor) -> Attention:
-        if not torch.isfinite(h).all():
-            raise UsageError("encoder features contain NaN or infinity; cannot compute attention")
+        if not (torch.isfinite(h).all() and torch.isfinite(q).all()):
+            raise ComputeError("the encoder's features or the query contain NaN or infinity")
         scores = self.score(h, q)  # (B, N)
+        shrink = 0
+        while not torch.isfinite(scores).all() and shrink < 8:  # huge features overflow float32 scores
+            shrink += 1
+            h = h * 2.0**-16
+            scores = self.score(h, q)
+        if not torch.isfinite(scores).all():
+            raise ComputeError("attention scores overflow even after rescaling the features")
         weights = torch.softmax(scores, dim=-1)  # (B, N)
         context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)  # (B, C)
         return Attention(scores=scores, weights=weights, context=context)

@@ -210,3 +210,14 @@ def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) 
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert len(list(out.glob("*.png"))) == 60
     assert f"{60 - len(done)} written, {len(done)} skipped, 0 failed" in rerun.stderr.decode()
+
+
+def test_same_stem_different_extension_both_get_written(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_photo(tmp_path / "in" / "photo.jpg", 1)
+    make_photo(tmp_path / "in" / "photo.png", 2)
+    code, _, err = run(capsysbinary, "run", tmp_path / "in", *TINY, "-o", tmp_path / "out")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "photo.attn-concat.png",
+        "photo.png.attn-concat.png",
+    ]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attnviz import render
-from attnviz.errors import UsageError
+from attnviz.errors import ComputeError, UsageError
 
 
 def test_display_map_runs_from_median_to_max() -> None:
@@ -25,7 +25,7 @@ def test_display_map_of_a_two_level_map_uses_the_minimum() -> None:
 
 
 def test_display_map_refuses_nan() -> None:
-    with pytest.raises(UsageError, match="NaN"):
+    with pytest.raises(ComputeError, match="NaN"):
         render.display_map(np.array([[np.nan, 1.0]]))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnviz.errors import UsageError
+from attnviz.errors import ComputeError, UsageError
 from attnviz.scorers import (
     ConcatScorer,
     DotScorer,
@@ -78,7 +78,7 @@ def test_weights_are_a_distribution_for_any_grid(mode: Mode, grid: tuple[int, in
 def test_features_with_nan_are_refused() -> None:
     h = torch.ones(1, 4, 3)
     h[0, 2, 1] = float("nan")
-    with pytest.raises(UsageError, match="NaN or infinity"):
+    with pytest.raises(ComputeError, match="NaN or infinity"):
         DotScorer()(h, torch.ones(1, 3))
 
 
