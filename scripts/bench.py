@@ -75,9 +75,9 @@ def ensure_photos(folder: Path, count: int, offset: int = 0, prefix: str = "phot
     return folder
 
 
-def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    kib = resource.getrusage(who).ru_maxrss
-    return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024  # bytes on macOS, KiB on Linux
+def mib(maxrss: int) -> float:
+    """`ru_maxrss` in MiB: it counts bytes on macOS, KiB on Linux."""
+    return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
 def run_options(args: argparse.Namespace, output: str) -> RunOptions:
@@ -190,7 +190,7 @@ def benchmark(args: argparse.Namespace) -> None:
         print(f"{way:<18}{n:>8}{s:>10.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x{others:>12.2f}")
     print("other load: cores kept busy by other processes meanwhile; above ~0.1 the figures are not to be trusted")
     scratch.cleanup()
-    print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
+    print(f"peak RSS of this process: {mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss):.0f} MiB")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -214,20 +214,24 @@ def memory(args: argparse.Namespace) -> None:
                 image = Image.open(base / f"photo-{i % 48:04d}.jpg")
                 dx, dy = int(rng.integers(0, 96)), int(rng.integers(0, 72))
                 crop = image.crop((dx, dy, dx + WIDTH - 96, dy + HEIGHT - 72)).resize((WIDTH, HEIGHT))
-                crop.save(folder / f"photo-{i:04d}.jpg", "JPEG", quality=90)
+                crop.save(partial := folder / f"photo-{i:04d}.part", "JPEG", quality=90)
+                partial.replace(partial.with_suffix(".jpg"))
         command = [sys.executable, __file__, "--child", str(folder), "--data", str(args.data), "--device", args.device]
         command += ["--batch-size", str(args.batch_size), "--workers", str(args.workers), "--size", str(args.size)]
         start = time.perf_counter()
+        sys.stdout.flush()  # our lines before the child's
         process = subprocess.Popen(command)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        kib = usage.ru_maxrss
-        peaks[count] = kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the max over all children
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        peaks[count] = mib(usage.ru_maxrss)
         seconds = time.perf_counter() - start
-        code = process.returncode
         print(f"attnviz on {count:>3} photos: peak RSS {peaks[count]:.0f} MiB, {seconds:.1f} s, exit status {code}")
+        if code != 0:
+            sys.exit(f"attnviz failed on {folder}; no memory verdict")
     ratio = peaks[500] / peaks[50]
     print(f"500/50 peak RSS ratio: {ratio:.3f} ({'within' if ratio <= 1.2 else 'OVER'} the 1.2x limit)")
+    if ratio > 1.2:
+        sys.exit(1)
 
 
 def main() -> None:
