@@ -40,6 +40,7 @@ class RunOptions:
     encoder: str = "efficientnet_lite0"
     weights: str | None = None
     layer: str | None = None
+    head: str | None = None
     query: Query = Query.auto
     size: int = 448
     targets: tuple[str, ...] = ()
@@ -131,7 +132,14 @@ class Runner:
             raise UsageError("give either --target (one or more) or --topk, not both")
         encoder = create_encoder(options.encoder, options.weights, options.layer)
         device = pick_device(options.device)
-        self.explainer = Explainer(encoder, options.mode, options.size, device=device, query=options.query)
+        scorer = None
+        if options.head is not None:
+            from attnviz.heads import load_head
+
+            scorer = load_head(options.head, encoder, options.mode)
+        self.explainer = Explainer(
+            encoder, options.mode, options.size, device=device, query=options.query, scorer=scorer
+        )
         self.targets = [int(self.explainer.target_index(t)) for t in options.targets]  # type: ignore[arg-type]
         # one output per map: the class index in the name for --target, the rank for --topk
         if len(self.targets) > 1:

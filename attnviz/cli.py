@@ -89,6 +89,9 @@ def run(
     query: Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")] = (
         Query.auto
     ),
+    head: Annotated[
+        str | None, typer.Option("--head", help="Fitted general/concat head (.safetensors from `attnviz fit`).")
+    ] = None,
     size: Annotated[
         int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")
     ] = DEFAULT_SIZE,
@@ -140,6 +143,7 @@ def run(
         encoder=encoder,
         weights=weights,
         layer=layer,
+        head=head,
         query=query,
         size=size,
         targets=tuple(target or ()),
@@ -186,6 +190,7 @@ def compare(
     colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
     alpha: Annotated[float, typer.Option("--alpha", "-a", min=0.0, max=1.0, help="Peak opacity.")] = DEFAULT_ALPHA,
     columns: Annotated[int | None, typer.Option("--columns", min=1, help="Panels per row.")] = None,
+    head: Annotated[str | None, typer.Option("--head", help="Fitted head, used for the panel of its mode.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing figure.")] = False,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
@@ -206,6 +211,7 @@ def compare(
         alpha=alpha,
         columns=columns,
         overwrite=overwrite,
+        head=head,
     )
     written = draw_comparison(image, output, options)
     print(f"wrote {written}", file=sys.stderr)
@@ -233,6 +239,117 @@ def labels(
         print(f"{index}\t{label}")
     if not found:
         raise typer.Exit(1)
+
+
+@app.command(name="eval")
+def evaluate(
+    folder: Annotated[str, typer.Argument(help="A folder of photos (searched recursively).", show_default=False)],
+    mode: Annotated[
+        list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to rate (repeat). Default: all.")
+    ] = None,
+    head: Annotated[list[str] | None, typer.Option("--head", help="Fitted heads to rate too (repeat).")] = None,
+    mosaics: Annotated[int, typer.Option("--mosaics", min=1, help="2 x 2 mosaics for the pointing game.")] = 40,
+    images: Annotated[int, typer.Option("--images", min=0, help="Photos for the deletion/insertion curves.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Fixes mosaics and samples: same folder, same numbers.")] = 0,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
+    size: Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")] = DEFAULT_SIZE,
+    gradcam: Annotated[bool, typer.Option("--gradcam/--no-gradcam", help="Add Grad-CAM as a reference row.")] = True,
+    json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+) -> None:
+    """Rate the maps on your own photos, no labels needed: mosaic pointing game, energy, deletion and insertion."""
+    import json as json_module
+
+    from attnviz.commands import EvalOptions, run_eval
+    from attnviz.evaluate import format_table
+    from attnviz.progress import Progress
+
+    options = EvalOptions(
+        modes=tuple(mode or Mode),
+        heads=tuple(head or ()),
+        gradcam=gradcam,
+        encoder=encoder,
+        weights=weights,
+        mosaics=mosaics,
+        curve_images=images,
+        seed=seed,
+        size=size,
+    )
+    methods = len(options.modes) + len(options.heads) + int(gradcam)
+    progress = Progress(sys.stderr, methods * (mosaics + images), enabled=sys.stderr.isatty(), unit="steps")
+    rows, used_mosaics, used_images = run_eval(folder, options, progress.advance)
+    progress.clear()
+    if json:
+        print(
+            json_module.dumps(
+                {
+                    "folder": folder,
+                    "seed": seed,
+                    "mosaics": used_mosaics,
+                    "images": used_images,
+                    "rows": [r.to_json() for r in rows],
+                }
+            )
+        )
+    else:
+        print(format_table(rows, used_mosaics, used_images))
+
+
+@app.command()
+def fit(
+    folder: Annotated[
+        str, typer.Argument(help="A folder of your own photos (a few dozen or more).", show_default=False)
+    ],
+    mode: Annotated[Mode, typer.Option("--mode", "-m", help="general or concat.")] = Mode.general,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Head file to write (.safetensors).")
+    ] = "head.safetensors",
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Optimisation steps (8 mosaics x 4 queries each).")
+    ] = 200,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.05, max=0.9, help="Share of photos held out.")] = 0.25,
+    seed: Annotated[int, typer.Option("--seed", help="Fixes the split, mosaics and batches.")] = 0,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
+    size: Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")] = DEFAULT_SIZE,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing head file.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Fit a general or concat head to your photos (encoder frozen); reports held-out pointing before and after."""
+    import json as json_module
+
+    from attnviz.commands import run_fit
+
+    def say(message: str) -> None:
+        print(f"attnviz fit: {message}", file=sys.stderr)
+
+    report = run_fit(
+        folder,
+        mode,
+        output,
+        steps=steps,
+        holdout=holdout,
+        seed=seed,
+        lr=lr,
+        encoder=encoder,
+        weights=weights,
+        size=size,
+        overwrite=overwrite,
+        progress=say,
+    )
+    if json:
+        print(json_module.dumps({"head": output, **report.to_json()}))
+    b, a = report.before, report.after
+    say(
+        f"held-out pointing {b.pointing:.3f} -> {a.pointing:.3f}, energy {b.mean_energy:.3f} -> {a.mean_energy:.3f} "
+        f"({a.queries} queries on {report.heldout_mosaics} mosaics of {report.heldout_images} held-out photos)"
+    )
+    say(
+        f"wrote {output}"
+        if report.helped
+        else f"wrote {output}, but the fit did NOT help on held-out photos: keep using the default head"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
 
 from attnviz import render
-from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, create_encoder, encoder_names
+from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, Encoder, create_encoder, encoder_names
 from attnviz.errors import AttnvizError, UsageError
 from attnviz.images import load_image
 from attnviz.pipeline import Explainer, Query
 from attnviz.scorers import Mode
+
+if TYPE_CHECKING:
+    from attnviz.evaluate import EvalRow
+    from attnviz.fit import FitReport
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class CompareOptions:
     alpha: float = render.DEFAULT_ALPHA
     columns: int | None = None
     overwrite: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
+    head: str | None = None
 
 
 def default_figure_name(image: str) -> str:
@@ -51,8 +58,14 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     encoder = create_encoder(options.encoder, options.weights, options.layer)
     image = load_image(image_path).image
     panels: list[Panel] = []
+    fitted = None
+    if options.head is not None:
+        from attnviz.heads import head_mode, load_head
+
+        fitted = (head_mode(options.head), load_head(options.head, encoder, head_mode(options.head)))
     for mode in dict.fromkeys(options.modes):
-        explainer = Explainer(encoder, mode, options.size, query=options.query)
+        scorer = fitted[1] if fitted and fitted[0] is mode else None
+        explainer = Explainer(encoder, mode, options.size, query=options.query, scorer=scorer)
         targets = [explainer.target_index(t) for t in options.targets]
         wanted = [[t for t in targets if t is not None]] if targets else None
         maps = explainer.infer_classes(explainer.preprocess(image)[None], wanted, top=options.topk)[0]
@@ -113,3 +126,119 @@ def labels(query: str | None, encoder_name: str, weights: str | None = None) -> 
 
 
 __all__ = ["CompareOptions", "compare", "encoder_rows", "format_encoder_rows", "labels", "os"]
+
+
+# -- eval and fit ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    modes: tuple[Mode, ...] = tuple(Mode)
+    heads: tuple[str, ...] = ()
+    gradcam: bool = True
+    encoder: str = DEFAULT_ENCODER
+    weights: str | None = None
+    mosaics: int = 40
+    curve_images: int = 20
+    seed: int = 0
+    size: int = DEFAULT_SIZE
+    curve_size: int = 224
+
+
+def load_folder(folder: str) -> tuple[list[str], list[Image.Image]]:
+    """Paths and RGB pictures of every readable image under `folder`; unreadable ones are reported and skipped."""
+    import sys
+
+    from attnviz.errors import InputError
+    from attnviz.inputs import walk_folder
+
+    if not os.path.isdir(folder):
+        raise UsageError(f"{folder}: not a folder")
+    paths: list[str] = []
+    images: list[Image.Image] = []
+    for path in walk_folder(folder):
+        try:
+            images.append(load_image(path).image)
+            paths.append(path)
+        except InputError as exc:
+            print(f"attnviz: skipping {exc}", file=sys.stderr)
+    return paths, images
+
+
+def tile_classes(encoder: Encoder, images: Sequence[Image.Image], mosaic_size: int) -> list[int]:
+    """Top-1 class of each photo as it appears in a mosaic: a centre square a quarter of the mosaic's area."""
+    from attnviz.evaluate import square
+
+    side = mosaic_size // 2
+    explainer = Explainer(encoder, Mode.dot, side)
+    return [explainer.infer(explainer.preprocess(square(im, side))[None], [None])[0].target.index for im in images]
+
+
+def run_eval(
+    folder: str, options: EvalOptions, progress: Callable[[], None] | None = None
+) -> tuple[list[EvalRow], int, int]:
+    """Rows of the evaluation table, the number of mosaics and the number of images they rest on."""
+    import random
+
+    from attnviz.evaluate import Method, evaluate, plan_mosaics
+    from attnviz.heads import head_mode, load_head
+
+    torch_seed(options.seed)
+    encoder = create_encoder(options.encoder, options.weights)
+    _, images = load_folder(folder)
+    if len(images) < 4:
+        raise UsageError(f"{folder}: needs at least 4 readable images, found {len(images)}")
+    methods = [Method(mode.value, Explainer(encoder, mode, options.size)) for mode in dict.fromkeys(options.modes)]
+    for head in options.heads:
+        mode = head_mode(head)
+        scorer = load_head(head, encoder, mode)
+        methods.append(Method(f"{mode.value} {Path(head).name}", Explainer(encoder, mode, options.size, scorer=scorer)))
+    if options.gradcam:
+        methods.append(Method("grad-cam", Explainer(encoder, Mode.dot, options.size, query=Query.gradient), True))
+    classes = tile_classes(encoder, images, options.size)
+    mosaics = plan_mosaics(classes, options.mosaics, options.seed)
+    if not mosaics:
+        raise UsageError(f"{folder}: the photos need at least 4 different top-1 classes to build mosaics")
+    curve = random.Random(options.seed).sample(range(len(images)), min(options.curve_images, len(images)))
+    rows = evaluate(methods, images, classes, mosaics, sorted(curve), options.curve_size, progress)
+    return rows, len(mosaics), len(images)
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def run_fit(
+    folder: str,
+    mode: Mode,
+    output: str,
+    *,
+    steps: int,
+    holdout: float,
+    seed: int,
+    lr: float,
+    encoder: str,
+    weights: str | None,
+    size: int,
+    overwrite: bool,
+    progress: Callable[[str], None] | None = None,
+) -> FitReport:
+    from attnviz.fit import fit_head
+    from attnviz.heads import save_head
+    from attnviz.outputs import check_target
+
+    check_target(output, overwrite=overwrite)  # before minutes of work, not after
+    if not output.endswith(".safetensors"):
+        raise UsageError(f"{output}: heads are saved as .safetensors")
+    model = create_encoder(encoder, weights)
+    _, images = load_folder(folder)
+    if progress:
+        progress(f"{len(images)} photos; classifying them")
+    classes = tile_classes(model, images, size)
+    scorer, report = fit_head(
+        model, mode, images, classes, size=size, steps=steps, holdout=holdout, seed=seed, lr=lr, progress=progress
+    )
+    save_head(scorer, model, output, overwrite=overwrite)
+    return report

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from attnviz import render
@@ -24,6 +26,11 @@ TILE_ORIGINS = ((0, 0), (1, 0), (0, 1), (1, 1))  # (col, row) of the four tiles
 class Mosaic:
     members: tuple[int, int, int, int]  # indices into the image list, in TILE_ORIGINS order
     classes: tuple[int, int, int, int]
+
+    def renumbered(self, indices: Sequence[int]) -> Mosaic:
+        """The same mosaic with members indexing `indices` (a subset) mapped back to the full list."""
+        a, b, c, d = (indices[i] for i in self.members)
+        return Mosaic((a, b, c, d), self.classes)
 
 
 @dataclass
@@ -72,39 +79,158 @@ def plan_mosaics(classes: Sequence[int], count: int, seed: int) -> list[Mosaic]:
     return mosaics
 
 
-def tile_hit_and_energy(explainer: Explainer, mosaic_image: Image.Image, target: int, tile: int) -> tuple[bool, float]:
-    """Query the mosaic with `target`; was the peak in `tile`, and what share of the weight lies there?"""
-    result = explainer.infer(explainer.preprocess(mosaic_image)[None], [target])[0]
-    heat = render.upsample(render.display_map(result.scores), mosaic_image.width, mosaic_image.height)
-    x, y = render.peak(heat)
-    col, row = TILE_ORIGINS[tile]
-    half_w, half_h = mosaic_image.width // 2, mosaic_image.height // 2
-    hit = (x >= half_w) == bool(col) and (y >= half_h) == bool(row)
-    rows, cols = result.grid
-    weights = result.weights  # (rows, cols), sum 1
-    r0, c0 = row * rows // 2, col * cols // 2
-    energy = float(np.sum(weights[r0 : r0 + rows // 2, c0 : c0 + cols // 2]))
-    return hit, energy
+# -- methods compared by `attnviz eval` ----------------------------------------------------------------------------
 
 
-def mosaic_pointing(
-    explainer: Explainer,
+@dataclass
+class Method:
+    """A row of the evaluation table: an attention scorer, or Grad-CAM (ReLU of the gradient-weighted map)."""
+
+    name: str
+    explainer: Explainer
+    gradcam: bool = False
+
+    def grid(self, batch: torch.Tensor, targets: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per target (all of the one image in `batch`): (H', W') map to rank cells by, and (H', W') distribution
+        of its mass (sums to 1). One forward pass for all targets."""
+        out = []
+        for result in self.explainer.infer_classes(batch, [list(targets)])[0]:
+            if self.gradcam:
+                positive = np.maximum(result.scores, 0.0)
+                total = float(positive.sum())
+                mass = positive / total if total > 0 else np.full_like(positive, 1.0 / positive.size)
+                out.append((positive, mass))
+            else:
+                out.append((result.scores, result.weights))
+        return out
+
+
+def mosaic_pointing(method: Method, picture: Image.Image, classes: Sequence[int], score: PointingScore) -> None:
+    """Query a mosaic with each tile's class: was the map's peak (at the picture's resolution) in that tile, and
+    what share of the map's mass lies there? Adds the answers to `score`."""
+    batch = method.explainer.preprocess(picture)[None]
+    for tile, (ranking, mass) in enumerate(method.grid(batch, list(classes))):
+        heat = render.upsample(render.display_map(ranking), picture.width, picture.height)
+        x, y = render.peak(heat)
+        col, row = TILE_ORIGINS[tile]
+        rows, cols = mass.shape
+        r0, c0 = row * rows // 2, col * cols // 2
+        score.queries += 1
+        score.hits += int((x >= picture.width // 2) == bool(col) and (y >= picture.height // 2) == bool(row))
+        score.energy += float(mass[r0 : r0 + rows // 2, c0 : c0 + cols // 2].sum())
+
+
+@dataclass
+class CurveScore:
+    images: int = 0
+    deletion: float = 0.0
+    insertion: float = 0.0
+
+    @property
+    def mean_deletion(self) -> float:
+        return self.deletion / self.images if self.images else float("nan")
+
+    @property
+    def mean_insertion(self) -> float:
+        return self.insertion / self.images if self.images else float("nan")
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) -> heavily blurred copy: the 'nothing inserted yet' start of the insertion curve."""
+    small = F.interpolate(x[None], scale_factor=1 / 16, mode="area")
+    return F.interpolate(small, size=x.shape[1:], mode="bilinear", align_corners=False)[0]
+
+
+def deletion_insertion(method: Method, x: torch.Tensor, target: int, steps: int = 16) -> tuple[float, float]:
+    """RISE's curves (Petsiuk et al. 2018): remove (insert) pixels most salient first, average the class probability.
+
+    Deleted pixels take the dataset mean (0 after normalisation); insertion starts from a blurred picture.
+    Lower deletion and higher insertion are better.
+    """
+    ranking, _ = method.grid(x[None], [target])[0]
+    h, w = x.shape[1:]
+    span = float(ranking.max() - ranking.min()) or 1.0
+    heat = render.upsample((ranking - ranking.min()) / span, w, h)  # full range: no ties below the median
+    order = torch.from_numpy(np.argsort(-heat.ravel(), kind="stable").copy())  # most salient first
+    counts = [round(k * h * w / steps) for k in range(steps + 1)]
+    blurred = _blur(x)
+    deleted, inserted = [], []
+    for count in counts:
+        mask = torch.zeros(h * w, dtype=torch.bool)
+        mask[order[:count]] = True
+        mask2d = mask.reshape(1, h, w)
+        deleted.append(torch.where(mask2d, torch.zeros_like(x), x))
+        inserted.append(torch.where(mask2d, x, blurred))
+    encoder = method.explainer.encoder
+    device = method.explainer.device
+    with torch.inference_mode():
+        curves = []
+        for stack in (deleted, inserted):
+            _, logits = encoder(torch.stack(stack).to(device))
+            curves.append(torch.softmax(logits.float(), dim=-1)[:, target].cpu().numpy())
+    return float(np.trapezoid(curves[0]) / steps), float(np.trapezoid(curves[1]) / steps)
+
+
+@dataclass
+class EvalRow:
+    method: str
+    pointing: PointingScore
+    curves: CurveScore
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "pointing": round(self.pointing.pointing, 4),
+            "energy": round(self.pointing.mean_energy, 4),
+            "deletion_auc": round(self.curves.mean_deletion, 4),
+            "insertion_auc": round(self.curves.mean_insertion, 4),
+            "queries": self.pointing.queries,
+            "auc_images": self.curves.images,
+        }
+
+
+def evaluate(
+    methods: Sequence[Method],
     images: Sequence[Image.Image],
     classes: Sequence[int],
     mosaics: Sequence[Mosaic],
+    curve_images: Sequence[int],
+    curve_size: int,
     progress: Callable[[], None] | None = None,
-) -> PointingScore:
-    """Pointing and energy over every tile of every mosaic, the mosaic fed at the explainer's input size."""
-    side = explainer.size // 2
+) -> list[EvalRow]:
+    """Pointing and energy on `mosaics`; deletion and insertion on the images indexed by `curve_images`."""
+    rows = []
+    side = methods[0].explainer.size // 2 if methods else 224
     tiles = {i: square(images[i], side) for m in mosaics for i in m.members}
-    score = PointingScore()
-    for mosaic in mosaics:
-        picture = compose([tiles[i] for i in mosaic.members], side)
-        for tile, target in enumerate(mosaic.classes):
-            hit, energy = tile_hit_and_energy(explainer, picture, target, tile)
-            score.queries += 1
-            score.hits += int(hit)
-            score.energy += energy
-        if progress is not None:
-            progress()
-    return score
+    for method in methods:
+        pointing = PointingScore()
+        for mosaic in mosaics:
+            picture = compose([tiles[i] for i in mosaic.members], side)
+            mosaic_pointing(method, picture, mosaic.classes, pointing)
+            if progress is not None:
+                progress()
+        curves = CurveScore()
+        for index in curve_images:
+            x = method.explainer.encoder.preprocess(images[index], curve_size)
+            deletion, insertion = deletion_insertion(method, x, classes[index])
+            curves.images += 1
+            curves.deletion += deletion
+            curves.insertion += insertion
+            if progress is not None:
+                progress()
+        rows.append(EvalRow(method.name, pointing, curves))
+    return rows
+
+
+def format_table(rows: Sequence[EvalRow], mosaics: int, images: int) -> str:
+    lines = [
+        f"{'method':<22} {'pointing':>8} {'energy':>7} {'deletion':>9} {'insertion':>10}",
+        *(
+            f"{r.method:<22} {r.pointing.pointing:>8.3f} {r.pointing.mean_energy:>7.3f} "
+            f"{r.curves.mean_deletion:>9.3f} {r.curves.mean_insertion:>10.3f}"
+            for r in rows
+        ),
+        f"pointing/energy: {rows[0].pointing.queries if rows else 0} queries on {mosaics} mosaics; "
+        f"deletion/insertion (lower/higher is better): {rows[0].curves.images if rows else 0} images of {images}",
+    ]
+    return "\n".join(lines)

@@ -13,7 +13,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, stream: TextIO, total: int | None, enabled: bool) -> None:
+    def __init__(self, stream: TextIO, total: int | None, enabled: bool, unit: str = "images") -> None:
+        self.unit = unit
         self.stream = stream
         self.total = total
         self.enabled = enabled
@@ -33,9 +34,9 @@ class Progress:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
         if self.total is None:
-            return f"{self.done} images  {rate:.1f} img/s  {_clock(elapsed)}"
+            return f"{self.done} {self.unit}  {rate:.1f}/s  {_clock(elapsed)}"
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        return f"{self.done}/{self.total} images  {rate:.1f} img/s  ETA {_clock(eta)}"
+        return f"{self.done}/{self.total} {self.unit}  {rate:.1f}/s  ETA {_clock(eta)}"
 
     def clear(self) -> None:
         if self.enabled and self.done:

@@ -1,0 +1,116 @@
+"""`attnviz eval`, `attnviz fit` and fitted heads."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from attnviz.cli import main
+from attnviz.encoders import create_encoder
+from attnviz.errors import InputError, UsageError
+from attnviz.heads import load_head, save_head
+from attnviz.pipeline import data_free_scorer
+from attnviz.scorers import Mode
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled photos, each also mirrored: 14 photos of 7 classes."""
+    folder = tmp_path_factory.mktemp("photos")
+    for path in sorted(SAMPLES.glob("*.*")):
+        if path.suffix in (".png", ".jpg"):
+            with Image.open(path) as im:
+                rgb = im.convert("RGB")
+                rgb.save(folder / f"{path.stem}.png")
+                ImageOps.mirror(rgb).save(folder / f"{path.stem}_mirror.png")
+    return folder
+
+
+def test_eval_prints_every_figure_and_is_reproducible(photos: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    args = ["eval", str(photos), "--mosaics", "3", "--images", "2", "--size", "224", "--json", "--seed", "5"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first
+    report = json.loads(first)
+    assert [r["method"] for r in report["rows"]] == ["dot", "general", "concat", "grad-cam"]
+    for row in report["rows"]:
+        assert 0 <= row["pointing"] <= 1 and 0 <= row["energy"] <= 1
+        assert 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
+        assert row["queries"] == 12 and row["auc_images"] == 2
+    assert report["rows"][0]["pointing"] >= 0.75
+    assert main(["eval", str(photos), "--mosaics", "2", "--images", "1", "--size", "224", "-m", "dot", "--no-gradcam"]) == 0
+    table = capsys.readouterr().out
+    assert "pointing" in table and "deletion" in table and "8 queries on 2 mosaics" in table
+
+
+def test_eval_needs_enough_photos(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "needs at least 4 readable images" in capsys.readouterr().err
+
+
+def test_fit_reports_before_after_and_the_head_works_everywhere(photos: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", str(photos), "--mode", "general", "-o", "h.safetensors", "--steps", "3", "--size", "224",
+            "--holdout", "0.3", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["train_images"] + report["heldout_images"] == 14
+    assert 0 <= report["heldout_before"]["pointing"] <= 1 and 0 <= report["heldout_after"]["pointing"] <= 1
+    assert "held-out pointing" in captured.err and ("did NOT help" in captured.err) != report["helped"]
+    assert Path("h.safetensors").exists()
+    assert main(args) == 1 and "already exists" in capsys.readouterr().err  # never silently replaced
+
+    sample = str(SAMPLES / "coffee.png")
+    assert main(["run", sample, "--mode", "general", "--head", "h.safetensors", "-o", "x.png"]) == 0
+    assert main(["run", sample, "--mode", "concat", "--head", "h.safetensors", "-o", "y.png"]) == 2
+    assert "this head is for --mode general, not concat" in capsys.readouterr().err
+    assert main(["compare", sample, "--head", "h.safetensors", "-o", "c.png", "--size", "224"]) == 0
+    eval_args = ["eval", str(photos), "--mosaics", "2", "--images", "1", "--size", "224", "--head", "h.safetensors",
+                 "--json", "-m", "general"]
+    assert main(eval_args) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["method"] for r in rows] == ["general", "general h.safetensors", "grad-cam"]
+
+
+def test_head_round_trip_and_refusals(tmp_path: Path) -> None:
+    encoder = create_encoder("tiny_test")
+    scorer = data_free_scorer(encoder, Mode.concat)
+    save_head(scorer, encoder, tmp_path / "c.safetensors")
+    loaded = load_head(tmp_path / "c.safetensors", encoder, Mode.concat)
+    for key, value in scorer.state_dict().items():
+        assert (loaded.state_dict()[key] == value).all()
+    with pytest.raises(UsageError, match="this head is for --mode concat, not general"):
+        load_head(tmp_path / "c.safetensors", encoder, Mode.general)
+    with pytest.raises(UsageError, match="fitted for encoder tiny_test, not efficientnet_lite0"):
+        load_head(tmp_path / "c.safetensors", create_encoder("efficientnet_lite0"), Mode.concat)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes((tmp_path / "c.safetensors").read_bytes()[:100])
+    with pytest.raises(InputError, match=r"corrupt\.safetensors: not an attnviz head"):
+        load_head(corrupt, encoder, Mode.concat)
+    with pytest.raises(UsageError, match="no parameters to save"):
+        save_head(data_free_scorer(encoder, Mode.dot), encoder, tmp_path / "d.safetensors")
+
+
+class _Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickled_head_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    Path("evil.safetensors").write_bytes(pickle.dumps(_Evil()))
+    Path("evil.pt").write_bytes(pickle.dumps(_Evil()))
+    for head in ("evil.safetensors", "evil.pt"):
+        code = main(["run", str(SAMPLES / "coffee.png"), "--mode", "general", "--head", head, "-o", "o.png"])
+        err = capsys.readouterr().err
+        assert code == 1 and "not an attnviz head" in err and err.count("\n") == 1
+    assert not Path("pwned").exists() and not Path("o.png").exists()
