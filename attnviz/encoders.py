@@ -51,6 +51,7 @@ class Encoder(nn.Module):
         self.feature_bound = feature_bound
         self.layer: str | None = None  # a chosen intermediate feature map, by module name
         self._geometry: tuple[int, int] | None = None
+        self._channels_last = False
 
     # -- what subclasses provide ----------------------------------------------------------------------------
 
@@ -73,6 +74,8 @@ class Encoder(nn.Module):
 
         With `layer` set, the features are that module's output instead of the last map.
         """
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.layer is None:
             features = self.forward_features(x)  # (B, C, H', W')
             if track_features:
@@ -91,6 +94,18 @@ class Encoder(nn.Module):
         finally:
             handle.remove()
         return captured[-1], logits
+
+    def optimize(self) -> None:
+        """Fold batch norms into convolutions and switch to channels-last: about 2x faster on CPU, same maps.
+
+        Only for inference (the folded model has no batch norms left to train).
+        """
+        from attnviz.fuse import fold_batch_norms
+
+        probe = torch.zeros(1, 3, 64, 64, device=next(self.parameters()).device)
+        fold_batch_norms(self, probe)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._channels_last = True
 
     def class_vectors(self) -> Tensor | None:
         """(K, C) classifier rows when the logits are exactly `mean over cells of h` . row + bias, else None."""
@@ -243,10 +258,13 @@ def encoder_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_encoder(name: str = DEFAULT_ENCODER, weights: str | None = None, layer: str | None = None) -> Encoder:
+def create_encoder(
+    name: str = DEFAULT_ENCODER, weights: str | None = None, layer: str | None = None, fast: bool = True
+) -> Encoder:
     """Build an encoder by registry name (or `timm:NAME`), in eval mode, with gradients off.
 
     `weights` is a local state dict file (safetensors or a torch checkpoint, loaded without unpickling code).
+    `fast` folds batch norms and uses channels-last memory (see `Encoder.optimize`).
     """
     _load_plugins()
     prefix, sep, rest = name.partition(":")
@@ -260,6 +278,8 @@ def create_encoder(name: str = DEFAULT_ENCODER, weights: str | None = None, laye
         )
     encoder.eval()
     encoder.requires_grad_(False)
+    if fast:
+        encoder.optimize()
     encoder.use_layer(layer)
     return encoder
 

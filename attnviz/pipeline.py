@@ -94,7 +94,7 @@ class Explainer:
             raise UsageError(
                 f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
             )
-        self.scorer: Scorer = (scorer or _cached_scorer(self.encoder, self.mode, self.query)).to(self.device)
+        self.scorer: Scorer = (scorer or _cached_scorer(self.encoder, self.mode, self.query)).to(self.device).eval()
 
     def target_index(self, target: str | int | None) -> int | None:
         return None if target is None else resolve_target(target, self.encoder.labels)

@@ -104,11 +104,14 @@ class ConcatScorer(Scorer):
         self.v = nn.Linear(hidden_dim, 1, bias=False)
 
     def score(self, h: Tensor, q: Tensor) -> Tensor:
-        w_h = self.combine.weight[:, : self.enc_dim]  # (U, C)
-        w_q = self.combine.weight[:, self.enc_dim :]  # (U, D)
-        query_part = q @ w_q.T + self.combine.bias  # (B, U)
-        hidden = torch.tanh(h @ w_h.T + query_part.unsqueeze(1))  # (B, N, U)
-        return self.v(hidden).squeeze(-1)  # (B, N)
+        # Inference runs in float64: the data-free head reads a second-order term off tanh units, a cancellation
+        # that costs float32 about 1e-4 in the weights; float64 costs a few ms per image.
+        dtype = h.dtype if self.training or h.device.type == "mps" else torch.float64
+        weight = self.combine.weight.to(dtype)
+        w_h, w_q = weight[:, : self.enc_dim], weight[:, self.enc_dim :]  # (U, C), (U, D)
+        query_part = q.to(dtype) @ w_q.T + self.combine.bias.to(dtype)  # (B, U)
+        hidden = torch.tanh(h.to(dtype) @ w_h.T + query_part.unsqueeze(1))  # (B, N, U)
+        return (hidden @ self.v.weight.to(dtype).T).squeeze(-1).to(h.dtype)  # (B, N)
 
 
 def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> Tensor:

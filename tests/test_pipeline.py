@@ -44,3 +44,16 @@ def test_modes_agree_on_the_real_encoder(lite0: Encoder) -> None:
     maps = {mode: Explainer(lite0, mode).explain(image).scores.ravel() for mode in Mode}
     assert np.corrcoef(maps[Mode.dot], maps[Mode.general])[0, 1] > 0.95
     assert np.corrcoef(maps[Mode.general], maps[Mode.concat])[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_fast_encoder_draws_the_eager_maps(lite0: Encoder, mode: Mode) -> None:
+    """Folded batch norms and channels-last memory change nothing a user can see (to 1e-4)."""
+    from attnviz.encoders import create_encoder
+
+    eager = create_encoder(fast=False)
+    image = photo("astronaut.png")
+    a, b = Explainer(eager, mode).explain(image), Explainer(lite0, mode).explain(image)
+    assert np.abs(a.weights - b.weights).max() < 1e-4
+    assert np.abs(a.heatmap - b.heatmap).max() < 1e-4
+    assert a.peak == b.peak and a.target == b.target
