@@ -106,7 +106,7 @@ def gradcam_way(args: argparse.Namespace, size: tuple[int, int], out: Path) -> C
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    model: Any = create_encoder().model.to(args.device)
+    model: Any = create_encoder(fast=False).model.to(args.device)  # eager, as a user of that tool runs it
     model.requires_grad_(True)  # a README user's model has trainable weights; create_encoder() freezes them
     cam = GradCAM(model=model, target_layers=[model.bn2])  # bn2 (BN + ReLU6 after conv_head): the 1280-ch map
 
@@ -126,7 +126,7 @@ def gradcam_way(args: argparse.Namespace, size: tuple[int, int], out: Path) -> C
 
 
 def forward_way(args: argparse.Namespace, size: tuple[int, int]) -> Callable[[list[Path]], int]:
-    model: Any = create_encoder().model.to(args.device)
+    model: Any = create_encoder(fast=False).model.to(args.device)  # eager, as a user of that tool runs it
 
     @torch.inference_mode()
     def run(batch: list[Path]) -> int:
