@@ -358,7 +358,8 @@ class Runner:
                 break
             decoding.popleft()
             batch.append(item)
-        stacked = torch.stack([item.tensor for item in batch])  # type: ignore[misc]  # (B, 3, h, w)
+        tensors: list[torch.Tensor] = [item.tensor for item in batch]  # type: ignore[misc]
+        stacked = tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)  # (B, 3, h, w)
         for item in batch:
             item.tensor = None
         wanted = [list(self.targets) for _ in batch] if self.targets else None

@@ -209,7 +209,8 @@ class Encoder(nn.Module):
         scale = np.float32(1.0 / 255.0) / np.asarray(self.std, np.float32)  # (3,)
         shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)  # (3,)
         pixels = np.asarray(resized, dtype=np.float32) * scale - shift  # (h, w, 3)
-        return torch.from_numpy(pixels.transpose(2, 0, 1).copy())  # (3, h, w)
+        # (3, h, w) view of the (h, w, 3) array: already the channels-last layout the fast encoder wants
+        return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 class TimmEncoder(Encoder):

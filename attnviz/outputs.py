@@ -14,9 +14,9 @@ from PIL import Image
 
 from attnviz.errors import OutputError, UsageError
 
-#: Pillow format and save options per extension; PNG level 1 is ~4x faster than the default for ~10% more bytes.
+#: Pillow format and save options per extension (PNG is written by attnviz.png, faster than Pillow's encoder).
 FORMATS: dict[str, tuple[str, dict[str, object]]] = {
-    ".png": ("PNG", {"compress_level": 1}),
+    ".png": ("PNG", {}),
     ".jpg": ("JPEG", {"quality": 92}),
     ".jpeg": ("JPEG", {"quality": 92}),
     ".webp": ("WEBP", {"quality": 90}),
@@ -52,6 +52,10 @@ _FILE_MODE = _file_mode()
 
 
 def encode_image(pixels: np.ndarray, fmt: str, options: dict[str, object]) -> bytes:
+    if fmt == "PNG":
+        from attnviz.png import encode_png
+
+        return encode_png(pixels)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buffer, format=fmt, **options)
     return buffer.getvalue()

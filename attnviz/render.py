@@ -72,8 +72,24 @@ def peak(heat: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-#: Rows blended at a time: keeps float32 temporaries to a few MB however large the photo.
+#: Rows blended at a time: keeps temporaries to a few MB however large the photo.
 _STRIP_ROWS = 256
+#: Opacity steps (7 bits): blending runs in 16-bit integers, exact to half a grey level.
+_OPACITY_ONE = 128
+
+
+@lru_cache(maxsize=32)
+def blend_table(colormap: str, alpha: float) -> np.ndarray:
+    """(256,) uint64: per map level, four uint16 packed as one word so one gather fetches them all.
+
+    Unpacked (256, 4): colour added (r, g, b) and share of the photo kept, with
+    out = (photo * keep + add + 64) >> 7, keep + opacity = 128, add = colour * opacity.
+    """
+    opacity = np.rint(np.linspace(0.0, 1.0, 256) * alpha * _OPACITY_ONE).astype(np.uint16)  # (256,)
+    table = np.empty((256, 4), np.uint16)
+    table[:, :3] = colormap_lut(colormap).astype(np.uint16) * opacity[:, None] + _OPACITY_ONE // 2
+    table[:, 3] = _OPACITY_ONE - opacity
+    return table.view(np.uint64).reshape(256)
 
 
 def overlay(
@@ -82,21 +98,22 @@ def overlay(
     """Blend a colour-mapped heat map over an (H, W, 3) uint8 RGB image; returns a new uint8 RGB image.
 
     Opacity follows the map (alpha * heat): where the network does not look, the photo stays as it was, instead
-    of the whole picture being tinted as a fixed 50/50 blend does. Works in strips of rows, so an 80-megapixel
-    photo needs no full-size float copies.
+    of the whole picture being tinted as a fixed 50/50 blend does. Integer arithmetic on strips of rows: an
+    80-megapixel photo needs no full-size float copies, and a 1024 x 768 one takes a few milliseconds.
     """
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}")
     if image.shape[:2] != heat.shape:
         raise ValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
-    lut = colormap_lut(colormap).astype(np.float32)  # (256, 3)
+    table = blend_table(colormap, float(alpha))
     out = np.empty_like(image, dtype=np.uint8)
     for top in range(0, image.shape[0], _STRIP_ROWS):
         rows = slice(top, top + _STRIP_ROWS)
-        strip_heat = heat[rows]  # (h, W)
-        colour = lut[np.rint(strip_heat * 255.0).astype(np.uint8)]  # (h, W, 3)
-        opacity = (strip_heat * np.float32(alpha))[..., None]  # (h, W, 1)
-        strip = image[rows].astype(np.float32)
-        strip += (colour - strip) * opacity
-        out[rows] = np.rint(strip)
+        level = (heat[rows] * 255.0 + 0.5).astype(np.uint8)  # (h, W), heat in [0, 1]
+        entry = table[level].view(np.uint16).reshape(*level.shape, 4)  # (h, W, 4): add r, g, b, keep
+        strip = image[rows].astype(np.uint16)  # (h, W, 3)
+        strip *= entry[..., 3:]
+        strip += entry[..., :3]
+        strip >>= 7
+        out[rows] = strip
     return out

@@ -46,7 +46,10 @@ def test_eval_prints_every_figure_and_is_reproducible(photos: Path, capsys) -> N
         assert 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
         assert row["queries"] == 12 and row["auc_images"] == 2
     assert report["rows"][0]["pointing"] >= 0.75
-    assert main(["eval", str(photos), "--mosaics", "2", "--images", "1", "--size", "224", "-m", "dot", "--no-gradcam"]) == 0
+    assert (
+        main(["eval", str(photos), "--mosaics", "2", "--images", "1", "--size", "224", "-m", "dot", "--no-gradcam"])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "pointing" in table and "deletion" in table and "8 queries on 2 mosaics" in table
 
@@ -56,10 +59,25 @@ def test_eval_needs_enough_photos(tmp_path: Path, capsys) -> None:  # type: igno
     assert "needs at least 4 readable images" in capsys.readouterr().err
 
 
-def test_fit_reports_before_after_and_the_head_works_everywhere(photos: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_fit_reports_before_after_and_the_head_works_everywhere(
+    photos: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    args = ["fit", str(photos), "--mode", "general", "-o", "h.safetensors", "--steps", "3", "--size", "224",
-            "--holdout", "0.3", "--json"]
+    args = [
+        "fit",
+        str(photos),
+        "--mode",
+        "general",
+        "-o",
+        "h.safetensors",
+        "--steps",
+        "3",
+        "--size",
+        "224",
+        "--holdout",
+        "0.3",
+        "--json",
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -74,8 +92,21 @@ def test_fit_reports_before_after_and_the_head_works_everywhere(photos: Path, tm
     assert main(["run", sample, "--mode", "concat", "--head", "h.safetensors", "-o", "y.png"]) == 2
     assert "this head is for --mode general, not concat" in capsys.readouterr().err
     assert main(["compare", sample, "--head", "h.safetensors", "-o", "c.png", "--size", "224"]) == 0
-    eval_args = ["eval", str(photos), "--mosaics", "2", "--images", "1", "--size", "224", "--head", "h.safetensors",
-                 "--json", "-m", "general"]
+    eval_args = [
+        "eval",
+        str(photos),
+        "--mosaics",
+        "2",
+        "--images",
+        "1",
+        "--size",
+        "224",
+        "--head",
+        "h.safetensors",
+        "--json",
+        "-m",
+        "general",
+    ]
     assert main(eval_args) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["method"] for r in rows] == ["general", "general h.safetensors", "grad-cam"]

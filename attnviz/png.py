@@ -1,0 +1,37 @@
+"""A fast PNG writer for RGB overlays: 'Sub' filter on every row, Huffman-only deflate.
+
+Pillow picks a filter per row and runs full deflate: about 44 ms for a 1024 x 768 overlay even at its fastest
+setting. Subtracting each pixel's left neighbour (one numpy call) leaves small residuals that Huffman coding alone
+compresses well: about 18 ms, files about 20% larger than Pillow's level 1. zlib releases the GIL, so encoding
+overlaps with the network on worker threads.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SUB = 1
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> PNG file bytes (8-bit truecolour, no interlace)."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) uint8 pixels, got {pixels.shape} {pixels.dtype}")
+    height, width, _ = pixels.shape
+    flat = np.ascontiguousarray(pixels).reshape(height, 3 * width)  # (H, 3W)
+    rows = np.empty((height, 1 + 3 * width), np.uint8)  # each row: filter byte, then filtered bytes
+    rows[:, 0] = _SUB
+    rows[:, 1:4] = flat[:, :3]
+    np.subtract(flat[:, 3:], flat[:, :-3], out=rows[:, 4:])  # wraps modulo 256, as PNG's Sub filter does
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    data = compressor.compress(rows.data) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no filter set, no interlace
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
