@@ -27,6 +27,7 @@ lint: install ## ruff and mypy
 	$(BIN)/mypy attnviz
 
 bench: install ## throughput figures: attnviz vs the pytorch-grad-cam way vs forward-only
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python scripts/bench.py
 
 clean: ## remove the environment and outputs
