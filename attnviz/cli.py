@@ -309,7 +309,9 @@ def fit(
     ] = 200,
     holdout: Annotated[float, typer.Option("--holdout", min=0.05, max=0.9, help="Share of photos held out.")] = 0.25,
     seed: Annotated[int, typer.Option("--seed", help="Fixes the split, mosaics and batches.")] = 0,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    lr: Annotated[
+        float, typer.Option("--lr", min=0.0, help="Adam step, relative to each parameter tensor's RMS.")
+    ] = 0.01,
     encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
     size: Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")] = DEFAULT_SIZE,

@@ -124,7 +124,7 @@ def fit_head(
     steps: int = 200,
     holdout: float = 0.25,
     seed: int = 0,
-    lr: float = 1e-3,
+    lr: float = 0.01,
     batch: int = 8,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Scorer, FitReport]:
@@ -156,7 +156,12 @@ def fit_head(
     before = heldout_pointing(encoder, scorer, size, images, test_mosaics)
     scorer.train()
     scorer.requires_grad_(True)
-    optimiser = torch.optim.Adam(scorer.parameters(), lr=lr)
+    # `lr` is relative: each tensor moves by about lr x its own RMS per step. The concat head's parameters span six
+    # orders of magnitude (tiny input weights, large output weights), which one absolute rate cannot serve.
+    groups = [
+        {"params": [p], "lr": lr * float(p.detach().pow(2).mean().sqrt().clamp_min(1e-6))} for p in scorer.parameters()
+    ]
+    optimiser = torch.optim.Adam(groups)
     w = vectors.detach()
     b = bias.detach() if bias is not None else torch.zeros(w.shape[0])
     generator = torch.Generator().manual_seed(seed)
