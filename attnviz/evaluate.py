@@ -223,10 +223,11 @@ def evaluate(
 
 
 def format_table(rows: Sequence[EvalRow], mosaics: int, images: int) -> str:
+    width = max([len("method"), *(len(r.method) for r in rows)])
     lines = [
-        f"{'method':<22} {'pointing':>8} {'energy':>7} {'deletion':>9} {'insertion':>10}",
+        f"{'method':<{width}} {'pointing':>8} {'energy':>7} {'deletion':>9} {'insertion':>10}",
         *(
-            f"{r.method:<22} {r.pointing.pointing:>8.3f} {r.pointing.mean_energy:>7.3f} "
+            f"{r.method:<{width}} {r.pointing.pointing:>8.3f} {r.pointing.mean_energy:>7.3f} "
             f"{r.curves.mean_deletion:>9.3f} {r.curves.mean_insertion:>10.3f}"
             for r in rows
         ),
