@@ -35,6 +35,18 @@ app = typer.Typer(
 ENCODER_HELP = "Encoder: efficientnet_lite0 (embedded), a torchvision name (see `attnviz encoders`) or timm:NAME."
 
 
+# Options shared by several commands, declared once.
+EncoderOption = Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)]
+WeightsOption = Annotated[
+    str | None, typer.Option("--weights", "-w", help="Local state dict (.safetensors or .pth) for the encoder.")
+]
+LayerOption = Annotated[
+    str | None, typer.Option("--layer", help="Feature map to attend over, by module name. Default: the last.")
+]
+QueryOption = Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")]
+MosaicSizeOption = Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")]
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -79,16 +91,10 @@ def run(
         ),
     ] = None,
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One map for each of the top K classes.")] = 1,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
-    weights: Annotated[
-        str | None, typer.Option("--weights", "-w", help="Local state dict (.safetensors or .pth) for the encoder.")
-    ] = None,
-    layer: Annotated[
-        str | None, typer.Option("--layer", help="Feature map to attend over, by module name. Default: the last.")
-    ] = None,
-    query: Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")] = (
-        Query.auto
-    ),
+    encoder: EncoderOption = DEFAULT_ENCODER,
+    weights: WeightsOption = None,
+    layer: LayerOption = None,
+    query: QueryOption = Query.auto,
     head: Annotated[
         str | None, typer.Option("--head", help="Fitted general/concat head (.safetensors from `attnviz fit`).")
     ] = None,
@@ -181,10 +187,10 @@ def compare(
         list[str] | None, typer.Option("--target", "-t", help="Class index or name; repeat for several.")
     ] = None,
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One panel per top-K class and mode.")] = 1,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
-    layer: Annotated[str | None, typer.Option("--layer", help="Feature map, by module name.")] = None,
-    query: Annotated[Query, typer.Option("--query", help="Class query: classifier row or gradient.")] = Query.auto,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+    weights: WeightsOption = None,
+    layer: LayerOption = None,
+    query: QueryOption = Query.auto,
     size: Annotated[int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network.")] = DEFAULT_SIZE,
     interpolation: Annotated[Interpolation, typer.Option("--interpolation")] = Interpolation.bilinear,
     colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
@@ -228,8 +234,8 @@ def encoders() -> None:
 @app.command()
 def labels(
     query: Annotated[str | None, typer.Argument(help="Show only classes whose name contains this.")] = None,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+    weights: WeightsOption = None,
 ) -> None:
     """List or search the class names of the encoder's label set (what --target accepts)."""
     from attnviz.commands import labels as find_labels
@@ -251,9 +257,9 @@ def evaluate(
     mosaics: Annotated[int, typer.Option("--mosaics", min=1, help="2 x 2 mosaics for the pointing game.")] = 40,
     images: Annotated[int, typer.Option("--images", min=0, help="Photos for the deletion/insertion curves.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Fixes mosaics and samples: same folder, same numbers.")] = 0,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
-    size: Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")] = DEFAULT_SIZE,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+    weights: WeightsOption = None,
+    size: MosaicSizeOption = DEFAULT_SIZE,
     gradcam: Annotated[bool, typer.Option("--gradcam/--no-gradcam", help="Add Grad-CAM as a reference row.")] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
 ) -> None:
@@ -312,9 +318,9 @@ def fit(
     lr: Annotated[
         float, typer.Option("--lr", min=0.0, help="Adam step, relative to each parameter tensor's RMS.")
     ] = 0.01,
-    encoder: Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)] = DEFAULT_ENCODER,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Local state dict for the encoder.")] = None,
-    size: Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")] = DEFAULT_SIZE,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+    weights: WeightsOption = None,
+    size: MosaicSizeOption = DEFAULT_SIZE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing head file.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
