@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-demo: install ## draw where the network looks on a bundled photo -> demo/chelsea.attn-concat.png
-	$(BIN)/attnviz run sample_images/chelsea.png --mode concat -o demo/chelsea.attn-concat.png --overwrite
+demo: install ## draw where the network looks on a bundled photo -> demo/coffee.attn-concat.png
+	$(BIN)/attnviz run sample_images/coffee.png --mode concat -o demo/coffee.attn-concat.png --overwrite
 
 test: install ## run the whole test suite
 	$(BIN)/python -m pytest
