@@ -316,8 +316,11 @@ def fit(
     holdout: Annotated[float, typer.Option("--holdout", min=0.05, max=0.9, help="Share of photos held out.")] = 0.25,
     seed: Annotated[int, typer.Option("--seed", help="Fixes the split, mosaics and batches.")] = 0,
     lr: Annotated[
-        float, typer.Option("--lr", min=0.0, help="Adam step, relative to each parameter tensor's RMS.")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            "--lr", min=0.0, help="Adam step relative to each tensor's RMS. Default: 0.01 general, 1e-5 concat."
+        ),
+    ] = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
     size: MosaicSizeOption = DEFAULT_SIZE,

@@ -218,7 +218,7 @@ def run_fit(
     steps: int,
     holdout: float,
     seed: int,
-    lr: float,
+    lr: float | None,
     encoder: str,
     weights: str | None,
     size: int,

@@ -156,7 +156,7 @@ def test_scorers_are_total(mode: Mode, rows: int, cols: int, scale: float, const
     h = torch.ones(1, rows * cols, 5) if constant else torch.rand(1, rows * cols, 5, generator=generator)
     out = scorer(h * scale, classes[:1])
     assert torch.isfinite(out.weights).all() and torch.isfinite(out.scores).all()
-    assert float(out.weights.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float(out.weights.detach().sum()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_nan_features_are_a_clear_error() -> None:
