@@ -23,7 +23,7 @@ from PIL import Image
 
 from attnviz import render
 from attnviz.encoders import create_encoder
-from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
+from attnviz.errors import AttnvizError, OutputError, UsageError
 from attnviz.images import DEFAULT_MAX_PIXELS, load_image
 from attnviz.inputs import STDIN, Job, expand, output_for
 from attnviz.outputs import check_target, encode_image, image_format, suffix_format, write_bytes, write_npy
@@ -427,4 +427,4 @@ def run(arguments: list[str], options: RunOptions, stdin: BinaryIO | None = None
     return runner.run(arguments, stdin if stdin is not None else sys.stdin.buffer)
 
 
-__all__ = ["InputError", "RunOptions", "Runner", "Summary", "run"]
+__all__ = ["RunOptions", "Runner", "Summary", "run"]

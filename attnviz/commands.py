@@ -125,9 +125,6 @@ def labels(query: str | None, encoder_name: str, weights: str | None = None) -> 
     return [(i, label) for i, label in enumerate(encoder.labels) if wanted in label.lower()]
 
 
-__all__ = ["CompareOptions", "compare", "encoder_rows", "format_encoder_rows", "labels", "os"]
-
-
 # -- eval and fit ------------------------------------------------------------------------------------------------
 
 
@@ -180,10 +177,12 @@ def run_eval(
     """Rows of the evaluation table, the number of mosaics and the number of images they rest on."""
     import random
 
+    import torch
+
     from attnviz.evaluate import Method, evaluate, plan_mosaics
     from attnviz.heads import head_mode, load_head
 
-    torch_seed(options.seed)
+    torch.manual_seed(options.seed)
     encoder = create_encoder(options.encoder, options.weights)
     _, images = load_folder(folder)
     if len(images) < 4:
@@ -202,12 +201,6 @@ def run_eval(
     curve = random.Random(options.seed).sample(range(len(images)), min(options.curve_images, len(images)))
     rows = evaluate(methods, images, classes, mosaics, sorted(curve), options.curve_size, progress)
     return rows, len(mosaics), len(images)
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
 
 
 def run_fit(

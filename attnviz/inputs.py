@@ -20,7 +20,6 @@ class Job:
 
     input: str
     relative: PurePath
-    from_folder: bool = False
     error: str | None = None  # known to fail before anything is read
 
 
@@ -73,7 +72,7 @@ def expand(arguments: Iterable[str], stdin: BinaryIO | None = None, null_separat
             found = False
             for path in walk_folder(argument):
                 found = True
-                yield Job(path, mirrored(os.path.relpath(path, argument)), from_folder=True)
+                yield Job(path, mirrored(os.path.relpath(path, argument)))
             if not found:
                 yield Job(argument, mirrored(argument), error=f"{argument}: found no image files in this folder")
         else:

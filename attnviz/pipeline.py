@@ -16,7 +16,7 @@ from attnviz import render
 from attnviz.cache import cached_tensor, fingerprint
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, Encoder, create_encoder
 from attnviz.errors import UsageError
-from attnviz.images import LoadedImage, load_image
+from attnviz.images import load_image
 from attnviz.scorers import DEFAULT_ATTN_DIM, DotScorer, Mode, Scorer, class_subspace, default_scorer, query_bound
 from attnviz.targets import resolve_target
 
@@ -252,4 +252,4 @@ def explain(
     return Explainer(encoder, mode, size).explain(picture, target, interpolation)
 
 
-__all__ = ["Explainer", "Explanation", "GridResult", "LoadedImage", "Prediction", "explain"]
+__all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query", "explain"]
