@@ -130,8 +130,8 @@ class Runner:
             raise UsageError("--topk must be at least 1")
         if options.targets and options.topk > 1:
             raise UsageError("give either --target (one or more) or --topk, not both")
-        encoder = create_encoder(options.encoder, options.weights, options.layer)
         device = pick_device(options.device)
+        encoder = create_encoder(options.encoder, options.weights, options.layer)
         scorer = None
         if options.head is not None:
             from attnviz.heads import load_head
@@ -140,7 +140,8 @@ class Runner:
         self.explainer = Explainer(
             encoder, options.mode, options.size, device=device, query=options.query, scorer=scorer
         )
-        self.targets = [int(self.explainer.target_index(t)) for t in options.targets]  # type: ignore[arg-type]
+        indices = [self.explainer.target_index(t) for t in options.targets]
+        self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
         # one output per map: the class index in the name for --target, the rank for --topk
         if len(self.targets) > 1:
             self.map_tags = [f".{t}" for t in self.targets]

@@ -181,3 +181,11 @@ def test_several_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert code == 0 and [m["target"]["index"] for m in record["maps"]] == [967, 968]
     assert Path("coffee.attn-dot.967.png").exists() and Path("coffee.attn-dot.968.png").exists()
     assert main(["run", str(photo_path()), "-t", "cup", "--topk", "2"]) == 2
+
+
+def test_the_same_target_twice_is_one_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(photo_path()), "-t", "cup", "-t", "968", "--json", "-m", "dot"]) == 0
+    record = json.loads(capsysbinary.readouterr().out)
+    assert "maps" not in record and record["target"]["index"] == 968
+    assert Path("coffee.attn-dot.png").exists()
