@@ -171,10 +171,12 @@ def default_scorer(mode: Mode | str, basis: Tensor, feature_bound: float, query_
     """
     mode = Mode(mode)
     if mode is Mode.dot:
-        return DotScorer()
-    if mode is Mode.general:
-        return default_general(basis)
-    return default_concat(basis, feature_bound, query_bound)
+        scorer: Scorer = DotScorer()
+    elif mode is Mode.general:
+        scorer = default_general(basis)
+    else:
+        scorer = default_concat(basis, feature_bound, query_bound)
+    return scorer.requires_grad_(False).eval()  # ready for inference; `attnviz fit` turns training on itself
 
 
 def class_scorer(
