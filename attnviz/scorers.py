@@ -132,7 +132,7 @@ def default_general(basis: Tensor) -> GeneralScorer:
     with torch.no_grad():
         scorer.enc_proj.weight.copy_(basis)
         scorer.query_proj.weight.copy_(basis)
-    return scorer
+    return scorer.requires_grad_(False).eval()  # ready for inference; `attnviz fit` turns training on itself
 
 
 def tanh_second_derivative(x: float) -> float:
@@ -161,7 +161,7 @@ def default_concat(basis: Tensor, feature_bound: float, query_bound: float, bias
         scorer.combine.weight.copy_(torch.cat([w_h, w_q], dim=1))
         scorer.combine.bias.fill_(bias)
         scorer.v.weight.copy_(v.unsqueeze(0))
-    return scorer
+    return scorer.requires_grad_(False).eval()
 
 
 def default_scorer(mode: Mode | str, basis: Tensor, feature_bound: float, query_bound: float) -> Scorer:
@@ -171,12 +171,10 @@ def default_scorer(mode: Mode | str, basis: Tensor, feature_bound: float, query_
     """
     mode = Mode(mode)
     if mode is Mode.dot:
-        scorer: Scorer = DotScorer()
-    elif mode is Mode.general:
-        scorer = default_general(basis)
-    else:
-        scorer = default_concat(basis, feature_bound, query_bound)
-    return scorer.requires_grad_(False).eval()  # ready for inference; `attnviz fit` turns training on itself
+        return DotScorer()
+    if mode is Mode.general:
+        return default_general(basis)
+    return default_concat(basis, feature_bound, query_bound)
 
 
 def class_scorer(
