@@ -48,6 +48,14 @@ class PointingScore:
         return self.energy / self.queries if self.queries else float("nan")
 
 
+def tile_region(tile: int, rows: int, cols: int) -> tuple[slice, slice]:
+    """The grid cells of one mosaic tile; with an odd grid the middle row and column go to the second tile."""
+    col, row = TILE_ORIGINS[tile]
+    return slice(row * rows // 2, (row + 1) * rows // 2 if row else rows // 2), slice(
+        col * cols // 2, (col + 1) * cols // 2 if col else cols // 2
+    )
+
+
 def square(image: Image.Image, side: int) -> Image.Image:
     """Centre crop to a square, then resize: every tile gets the same share of the mosaic."""
     short = min(image.size)
@@ -113,11 +121,9 @@ def mosaic_pointing(method: Method, picture: Image.Image, classes: Sequence[int]
         heat = render.upsample(render.display_map(ranking), picture.width, picture.height)
         x, y = render.peak(heat)
         col, row = TILE_ORIGINS[tile]
-        rows, cols = mass.shape
-        r0, c0 = row * rows // 2, col * cols // 2
         score.queries += 1
         score.hits += int((x >= picture.width // 2) == bool(col) and (y >= picture.height // 2) == bool(row))
-        score.energy += float(mass[r0 : r0 + rows // 2, c0 : c0 + cols // 2].sum())
+        score.energy += float(mass[tile_region(tile, *mass.shape)].sum())
 
 
 @dataclass

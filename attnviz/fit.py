@@ -11,6 +11,7 @@ if the photos ask for it. Encoder features of the training mosaics are computed 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,17 @@ from torch import Tensor
 
 from attnviz.encoders import Encoder
 from attnviz.errors import UsageError
-from attnviz.evaluate import TILE_ORIGINS, Method, Mosaic, PointingScore, compose, mosaic_pointing, plan_mosaics, square
+from attnviz.evaluate import (
+    TILE_ORIGINS,
+    Method,
+    Mosaic,
+    PointingScore,
+    compose,
+    mosaic_pointing,
+    plan_mosaics,
+    square,
+    tile_region,
+)
 from attnviz.pipeline import Explainer, data_free_scorer
 from attnviz.scorers import Mode, Scorer
 
@@ -87,12 +98,8 @@ def split(classes: Sequence[int], holdout: float, seed: int) -> tuple[list[int],
 def tile_masks(rows: int, cols: int) -> Tensor:
     """(4, N) booleans: which grid cells belong to each tile, in TILE_ORIGINS order."""
     masks = torch.zeros(4, rows, cols, dtype=torch.bool)
-    for t, (col, row) in enumerate(TILE_ORIGINS):
-        masks[
-            t,
-            row * rows // 2 : (row + 1) * rows // 2 if row else rows // 2,
-            col * cols // 2 : (col + 1) * cols // 2 if col else cols // 2,
-        ] = True
+    for tile in range(len(TILE_ORIGINS)):
+        masks[(tile, *tile_region(tile, rows, cols))] = True
     return masks.flatten(1)
 
 
@@ -150,10 +157,8 @@ def fit_head(
     if progress:
         progress(f"caching features of {len(train_mosaics)} training mosaics")
     cells = mosaic_features(encoder, [compose([tiles[i] for i in m.members], side) for m in train_mosaics], size)
-    rows, cols = encoder.input_size(2 * side, 2 * side, size)[1] // encoder.stride, 0
-    n = cells.shape[1]
-    cols = n // rows
-    masks = tile_masks(rows, cols)  # (4, N)
+    cells_per_side = math.isqrt(cells.shape[1])  # the mosaic is square, so is its grid
+    masks = tile_masks(cells_per_side, cells_per_side)  # (4, N)
     targets = torch.tensor([m.classes for m in train_mosaics])  # (M, 4)
 
     scorer = data_free_scorer(encoder, mode)

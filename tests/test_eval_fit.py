@@ -145,3 +145,12 @@ def test_a_pickled_head_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         err = capsys.readouterr().err
         assert code == 1 and "not an attnviz head" in err and err.count("\n") == 1
     assert not Path("pwned").exists() and not Path("o.png").exists()
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(14, 14), (7, 7), (3, 5)])
+def test_tile_regions_cover_the_grid_once(rows: int, cols: int) -> None:
+    from attnviz.fit import tile_masks
+
+    masks = tile_masks(rows, cols)  # (4, N)
+    assert masks.shape == (4, rows * cols)
+    assert (masks.sum(0) == 1).all()  # every cell belongs to exactly one tile
