@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from attnviz import __version__
+from attnviz.allocator import tune_allocator
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
 from attnviz.errors import AttnvizError
 from attnviz.images import DEFAULT_MAX_PIXELS
@@ -134,7 +135,15 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for decoding and for rendering.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Images in flight at once, each on its own thread [default: one per CPU core, at most 4].",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[Device, typer.Option("--device", help="Where the network runs.")] = Device.auto,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
@@ -367,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every expected failure is one line on stderr and an exit status, never a traceback."""
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
+    tune_allocator()
     try:
         # Without standalone mode click returns the status of `typer.Exit` instead of exiting.
         status = app(args=argv, prog_name="attnviz", standalone_mode=False)

@@ -1,17 +1,25 @@
-"""A fast PNG writer for RGB overlays: 'Sub' filter on every row, Huffman-only deflate.
+"""A fast PNG writer for RGB overlays: 'Sub' filter on every row, then the fastest deflate at hand.
 
 Pillow picks a filter per row and runs full deflate: about 44 ms for a 1024 x 768 overlay even at its fastest
-setting. Subtracting each pixel's left neighbour (one numpy call) leaves small residuals that Huffman coding alone
-compresses well: about 18 ms, files about 20% larger than Pillow's level 1. zlib releases the GIL, so encoding
-overlaps with the network on worker threads.
+setting. Subtracting each pixel's left neighbour (one numpy call) leaves small residuals that compress well with
+little effort. Intel's ISA-L (the `isal` package) deflates them at level 1 in about 7 ms; without it, zlib's
+Huffman-only mode takes about 18 ms and writes files about 3% larger. Both release the GIL, so encoding overlaps
+with the network on worker threads.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from types import ModuleType
 
 import numpy as np
+
+_isal: ModuleType | None
+try:
+    from isal import isal_zlib as _isal
+except ImportError:  # no wheel for this platform: zlib does the same job a little more slowly
+    _isal = None
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SUB = 1
@@ -19,6 +27,14 @@ _SUB = 1
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def deflate(data: memoryview | bytes) -> bytes:
+    """A zlib stream of `data`, favouring speed over the last few percent of size."""
+    if _isal is not None:
+        return _isal.compress(data, 1)  # type: ignore[no-any-return]
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    return compressor.compress(data) + compressor.flush()
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -31,7 +47,6 @@ def encode_png(pixels: np.ndarray) -> bytes:
     rows[:, 0] = _SUB
     rows[:, 1:4] = flat[:, :3]
     np.subtract(flat[:, 3:], flat[:, :-3], out=rows[:, 4:])  # wraps modulo 256, as PNG's Sub filter does
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    data = compressor.compress(rows.data) + compressor.flush()
+    data = deflate(rows.data)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no filter set, no interlace
     return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")

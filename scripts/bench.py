@@ -1,14 +1,22 @@
 """Throughput of attnviz against the two obvious baselines, on the same photos at the same network input size.
 
-What is measured, in one process, in images per second over a folder of 1024x768 JPEG photos:
+What is measured, in images per second over a folder of 1024x768 JPEG photos, each way in a fresh process of its
+own (run one after another, never side by side):
 
-* attnviz: `Runner.run` on the folder with default options (concat mode, PNG written per photo); the encoder is
-  loaded before the clock starts, so the figure is steady-state throughput of decode, forward, render and write.
+* attnviz: `Runner.run` on the folder with default options (concat mode, PNG written per photo), with the allocator
+  set up as the `attnviz` command sets it; the encoder is loaded and warmed up before the clock starts, so the
+  figure is steady-state throughput of decode, forward, render and write.
 * pytorch-grad-cam: what its README does for every picture: PIL decode, resize, normalise, `GradCAM` (forward and
   backward) on the same timm model's last 1280-channel feature map, cam upscaled to the photo, `show_cam_on_image`,
   `cv2.imwrite` of a PNG. This is the tool people reach for, so it is the bar to beat.
 * forward-only: decode, resize, normalise and one eager fp32 forward pass per photo, nothing drawn or written. No
   per-image explanation can be cheaper than this, so it is the ceiling; its ratio says how much attnviz adds.
+* forward-only, tuned allocator: the same loop after `tune_allocator()`, the glibc setting attnviz makes at start.
+  Not a baseline from the issue: it shows how much of attnviz's lead comes from that setting alone.
+
+Why fresh processes: glibc raises its mmap threshold for good once large blocks have been freed, so a way that runs
+after another in the same process inherits a faster allocator. In one process the forward-only loop ran at 13.3
+images/s after the grad-cam way and at 8.4 on its own.
 
 The photos are synthesised once from `sample_images/` (crops, flips, scales, colour jitter, sensor noise; fixed
 seed) and cached under --data, so the benchmark needs no network. `--memory` instead runs attnviz over 50 and 500
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import resource
 import subprocess
@@ -33,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from attnviz.allocator import tune_allocator
 from attnviz.batch import Runner, RunOptions
 from attnviz.encoders import create_encoder
 
@@ -159,42 +169,76 @@ def timed(work: Callable[[], int]) -> tuple[int, float, float]:
     return done, seconds, max(0.0, others) / seconds
 
 
+WAYS = ("attnviz", "pytorch-grad-cam", "forward-only", "forward-only, tuned allocator")
+
+
+def measure(args: argparse.Namespace) -> None:
+    """--way NAME: set up and warm up one way in this fresh process, time it, print one JSON line."""
+    count = 8 if args.quick else args.count
+    paths = sorted((args.data / f"photos-{count}").glob("*.jpg"))
+    warmup = args.data / "warmup" / "warmup-0000.jpg"
+    size = create_encoder().input_size(WIDTH, HEIGHT, args.size)
+    scratch = tempfile.TemporaryDirectory(prefix="attnviz-bench-")  # outputs, removed at exit
+    out = Path(scratch.name)
+    if args.way == "attnviz":
+        tune_allocator()  # as the attnviz command does
+        work = attnviz_way(args, paths[0].parent, warmup, out)
+    else:
+        if args.way == "forward-only, tuned allocator":
+            tune_allocator()
+        way = gradcam_way(args, size, out) if args.way == "pytorch-grad-cam" else forward_way(args, size)
+        way([warmup])
+
+        def work() -> int:
+            return way(paths)
+
+    done, seconds, others = timed(work)
+    scratch.cleanup()
+    rss = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(json.dumps({"images": done, "seconds": seconds, "others": others, "rss": rss}))
+
+
 def benchmark(args: argparse.Namespace) -> None:
     count = 8 if args.quick else args.count
     folder = ensure_photos(args.data / f"photos-{count}", count)
-    warmup = ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup") / "warmup-0000.jpg"
-    paths = sorted(folder.glob("*.jpg"))
+    ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup")
     size = create_encoder().input_size(WIDTH, HEIGHT, args.size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}")
     print(f"{count} photos {WIDTH}x{HEIGHT} in {folder}; network input {size[0]}x{size[1]}")
-    print(f"attnviz options: batch_size={args.batch_size} workers={args.workers} size={args.size}, mode concat, PNG")
-
-    scratch = tempfile.TemporaryDirectory(prefix="attnviz-bench-")  # outputs of both ways, removed at exit
-    (attnviz_out := Path(scratch.name) / "attnviz").mkdir()
-    (gradcam_out := Path(scratch.name) / "grad-cam").mkdir()
-    attnviz = attnviz_way(args, folder, warmup, attnviz_out)
-    gradcam = gradcam_way(args, size, gradcam_out)
-    forward = forward_way(args, size)
-    for warm in (gradcam, forward):
-        warm([warmup])
-    results = {
-        "attnviz": timed(attnviz),
-        "pytorch-grad-cam": timed(lambda: gradcam(paths)),
-        "forward-only": timed(lambda: forward(paths)),
-    }
-    rate = {way: n / s for way, (n, s, _) in results.items()}
-    header = f"{'way':<18}{'images':>8}{'seconds':>10}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}"
-    print(f"\n{header}{'other load':>12}")
-    for way, (n, s, others) in results.items():
+    lanes = args.workers or "auto"
+    print(f"attnviz options: batch_size={args.batch_size} workers={lanes} size={args.size}, mode concat, PNG")
+    results: dict[str, dict[str, float]] = {}
+    for way in WAYS:
+        command = [sys.executable, __file__, "--way", way, *passed_options(args)]
+        if args.quick:
+            command.append("--quick")
+        child = subprocess.run(command, capture_output=True, text=True)
+        if child.returncode != 0:
+            sys.exit(f"{way} failed:\n{child.stderr}")
+        results[way] = json.loads(child.stdout.strip().splitlines()[-1])
+    rate = {way: r["images"] / r["seconds"] for way, r in results.items()}
+    header = f"{'way':<31}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}"
+    print(f"\n{header}{'peak RSS':>10}{'other load':>12}")
+    for way, r in results.items():
         vs_cam, vs_fwd = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate["forward-only"]
-        print(f"{way:<18}{n:>8}{s:>10.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x{others:>12.2f}")
-    print("other load: cores kept busy by other processes meanwhile; above ~0.1 the figures are not to be trusted")
-    scratch.cleanup()
-    print(f"peak RSS of this process: {mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss):.0f} MiB")
+        print(
+            f"{way:<31}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x"
+            f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
+        )
+    print("each way ran alone in a fresh process; other load: cores kept busy by other processes meanwhile,")
+    print("above ~0.1 the figures are not to be trusted")
+
+
+def passed_options(args: argparse.Namespace) -> list[str]:
+    """The options a child process needs to run the same configuration."""
+    options = ["--data", str(args.data), "--device", args.device, "--count", str(args.count)]
+    options += ["--batch-size", str(args.batch_size), "--size", str(args.size)]
+    return options + (["--workers", str(args.workers)] if args.workers else [])
 
 
 def child(args: argparse.Namespace) -> None:
     """--child DIR: attnviz over DIR in this fresh process, then exit; the parent reads our peak RSS."""
+    tune_allocator()  # as the attnviz command does
     with tempfile.TemporaryDirectory(prefix="attnviz-mem-") as out:
         errors = io.StringIO()
         status = Runner(run_options(args, out), io.BytesIO(), errors).run([args.child], None)
@@ -216,8 +260,7 @@ def memory(args: argparse.Namespace) -> None:
                 crop = image.crop((dx, dy, dx + WIDTH - 96, dy + HEIGHT - 72)).resize((WIDTH, HEIGHT))
                 crop.save(partial := folder / f"photo-{i:04d}.part", "JPEG", quality=90)
                 partial.replace(partial.with_suffix(".jpg"))
-        command = [sys.executable, __file__, "--child", str(folder), "--data", str(args.data), "--device", args.device]
-        command += ["--batch-size", str(args.batch_size), "--workers", str(args.workers), "--size", str(args.size)]
+        command = [sys.executable, __file__, "--child", str(folder), *passed_options(args)]
         start = time.perf_counter()
         sys.stdout.flush()  # our lines before the child's
         process = subprocess.Popen(command)
@@ -241,12 +284,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run on 8 photos")
     parser.add_argument("--memory", action="store_true", help="peak RSS of attnviz on 50 vs 500 photos instead")
     parser.add_argument("--batch-size", type=int, default=RunOptions.batch_size, help="attnviz --batch-size")
-    parser.add_argument("--workers", type=int, default=RunOptions.workers, help="attnviz --workers")
+    parser.add_argument("--workers", type=int, default=None, help="attnviz --workers (default: as attnviz picks)")
     parser.add_argument("--size", type=int, default=RunOptions.size, help="shorter side fed to the network")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for all three ways (default cpu)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.way:
+        measure(args)
+    elif args.child:
         child(args)
     elif args.memory:
         memory(args)

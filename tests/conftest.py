@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from torch import Tensor, nn
 
 from attnviz.encoders import Encoder, create_encoder, register_encoder
 
-# Keep the derived-tensor cache of the test run out of the user's home.
-os.environ.setdefault("ATTNVIZ_CACHE", tempfile.mkdtemp(prefix="attnviz-test-cache-"))
+# Keep the derived-tensor cache of the test run out of the user's home, and remove it afterwards.
+if "ATTNVIZ_CACHE" not in os.environ:
+    os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["ATTNVIZ_CACHE"], ignore_errors=True)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 TINY_LABELS = ["cat", "dog", "hot dog", "sea lion", "lion"]

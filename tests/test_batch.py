@@ -221,3 +221,71 @@ def test_same_stem_different_extension_both_get_written(capsysbinary, tmp_path: 
         "photo.attn-concat.png",
         "photo.png.attn-concat.png",
     ]
+
+
+def records_of(stdout: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def test_batches_split_where_the_picture_size_changes(capsysbinary, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from attnviz.pipeline import Explainer
+
+    for i, size in enumerate([(48, 32), (48, 32), (32, 48), (48, 32), (48, 32)]):
+        make_photo(tmp_path / "in" / f"{i}.png", i, size)
+    batches: list[int] = []
+    infer = Explainer.infer_classes
+
+    def counting(self, batch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(len(batch))
+        return infer(self, batch, *args, **kwargs)
+
+    one_by_one = run(capsysbinary, "run", tmp_path / "in", *TINY, "-o", tmp_path / "one", "--json")[1]
+    monkeypatch.setattr(Explainer, "infer_classes", counting)
+    code, stdout, err = run(
+        capsysbinary, "run", tmp_path / "in", *TINY, "-o", tmp_path / "three", "--json", "--batch-size", "3"
+    )
+    assert code == 0, err
+    assert sorted(batches) == [1, 2, 2]  # [0 1 | 2] and [3 4]: the portrait photo gets a pass of its own
+    for alone, batched in zip(records_of(one_by_one), records_of(stdout), strict=True):
+        assert batched["input"] == alone["input"]
+        assert batched["target"]["index"] == alone["target"]["index"]  # type: ignore[index]
+        assert batched["peak"] == alone["peak"]
+
+
+def test_each_lane_gets_its_share_of_the_cores(capsysbinary, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import torch
+
+    from attnviz import batch
+    from attnviz.pipeline import Explainer
+
+    for i in range(6):
+        make_photo(tmp_path / "in" / f"{i}.png", i)
+    monkeypatch.setattr(batch, "cpu_count", lambda: 6)
+    seen: set[tuple[str, int]] = set()
+    infer = Explainer.infer_classes
+
+    def recording(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.add((threading.current_thread().name, torch.get_num_threads()))
+        return infer(self, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "infer_classes", recording)
+    before = torch.get_num_threads()
+    code, _, err = run(capsysbinary, "run", tmp_path / "in", *TINY, "-o", tmp_path / "out", "--workers", "2")
+    assert code == 0, err
+    assert {threads for _, threads in seen} == {3}  # 6 cores, 2 lanes
+    assert all(name.startswith("attnviz-lane") for name, _ in seen)
+    assert torch.get_num_threads() == before  # given back after the run
+
+
+def test_fail_fast_writes_nothing_after_the_failure_whatever_the_lanes(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(8):
+        make_photo(tmp_path / "in" / f"{i}.png", i)
+    (tmp_path / "in" / "3.png").write_bytes(b"not a picture")
+    code, _, err = run(
+        capsysbinary, "run", tmp_path / "in", *TINY, "-o", tmp_path / "out", "--fail-fast", "--workers", "4"
+    )
+    assert code == 1 and "3.png" in err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == [f"{i}.attn-concat.png" for i in range(3)]

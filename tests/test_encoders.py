@@ -77,3 +77,29 @@ def test_real_encoder_head_is_pool_then_class_vectors(lite0: Encoder) -> None:
     pooled = features.mean(dim=(2, 3))  # (1, C)
     bias = lite0.model.get_classifier().bias  # type: ignore[operator]
     assert torch.allclose(pooled @ lite0.class_vectors().T + bias, logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("resample", ["bicubic", "bilinear"])
+def test_preprocess_matches_pillow_resizing_and_is_channels_last(resample: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    encoder = create_encoder("tiny_test")  # mean 0.5, std 0.5: x = 2 * pixel / 255 - 1
+    encoder.resample = resample
+    picture = photo("coffee.png")
+    x = encoder.preprocess(picture, 224)  # (3, h, w), under 3x smaller: no box reduction first
+    w, h = encoder.input_size(picture.width, picture.height, 224)
+    method = Image.Resampling.BICUBIC if resample == "bicubic" else Image.Resampling.BILINEAR
+    pillow = np.asarray(picture.resize((w, h), method), np.float32) / 127.5 - 1  # (h, w, 3)
+    assert x.shape == (3, h, w) and x.stride()[0] == 1  # channels-last, as the fast encoder wants
+    assert float((x.permute(1, 2, 0) - torch.from_numpy(pillow)).abs().max()) <= 2.5 / 127.5  # within 2 grey levels
+
+
+def test_preprocess_box_reduces_a_huge_picture_first() -> None:
+    from PIL import Image
+
+    encoder = create_encoder("tiny_test")
+    huge = Image.new("RGB", (4096, 3072), (255, 0, 0))
+    x = encoder.preprocess(huge, 64)
+    assert x.shape == (3, *reversed(encoder.input_size(4096, 3072, 64)))
+    assert torch.allclose(x[:, 2:-2, 2:-2], torch.tensor([1.0, -1.0, -1.0]).reshape(3, 1, 1), atol=1e-6)

@@ -123,3 +123,19 @@ def test_defaults_track_dot_on_the_real_encoder(lite0, samples) -> None:  # type
         other = class_scorer(mode, lite0.class_vectors(), 6.0)(h, q).scores
         assert corr(dot, other) > 0.95, mode
         assert int(other.argmax()) == int(dot.argmax()), mode
+
+
+def test_concat_inference_matches_an_all_float64_pass_on_the_real_encoder(lite0) -> None:  # type: ignore[no-untyped-def]
+    """The float32 per-cell product must not cost the data-free concat head its float64 precision."""
+    from tests.conftest import photo
+
+    features, logits = lite0(lite0.preprocess(photo("coffee.png"), 448)[None])
+    h = features.flatten(2).transpose(1, 2)  # (1, N, C)
+    q = lite0.class_vectors()[logits.argmax(-1)]  # (1, C)
+    scorer = class_scorer(Mode.concat, lite0.class_vectors(), 6.0)
+    w, b, v = (t.double() for t in (scorer.combine.weight, scorer.combine.bias, scorer.v.weight[0]))
+    reference = torch.softmax(
+        torch.tanh(torch.cat([h[0].double(), q.double().expand(h.shape[1], -1)], 1) @ w.T + b) @ v, 0
+    )
+    weights = scorer(h, q).weights[0].double()  # (N,)
+    assert float((weights - reference).abs().max()) < 1e-4 * float(reference.max())
