@@ -326,9 +326,7 @@ def fit(
     seed: Annotated[int, typer.Option("--seed", help="Fixes the split, mosaics and batches.")] = 0,
     lr: Annotated[
         float | None,
-        typer.Option(
-            "--lr", min=0.0, help="Adam step relative to each tensor's RMS. Default: 0.01 general, 1e-5 concat."
-        ),
+        typer.Option("--lr", min=0.0, help="Adam step relative to each tensor's RMS. Default: 0.01."),
     ] = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,

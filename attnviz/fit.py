@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 from attnviz.encoders import Encoder
 from attnviz.errors import UsageError
@@ -35,13 +36,12 @@ from attnviz.evaluate import (
     tile_region,
 )
 from attnviz.pipeline import Explainer, data_free_scorer
-from attnviz.scorers import Mode, Scorer
+from attnviz.scorers import ConcatScorer, Mode, Scorer, TanhPairs
 
 FAITHFULNESS_WEIGHT = 0.5
-#: Default Adam step relative to each tensor's RMS. The data-free concat head reads a second-order term off
-#: cancelling pairs of tanh units; steps of 1e-4 and more break the cancellation (held-out pointing fell from 0.94
-#: to 0.25 at 5e-4), 1e-5 keeps it while the head adapts.
-DEFAULT_LR = {Mode.general: 0.01, Mode.concat: 1e-5}
+#: Default Adam step, relative to each tensor's RMS. A concat head trains its two projections inside the paired
+#: tanh form (`TanhPairs`), which makes it as stable as a general head at the same step.
+DEFAULT_LR = {Mode.general: 0.01, Mode.concat: 0.01}
 
 
 @dataclass
@@ -165,12 +165,14 @@ def fit_head(
     before = heldout_pointing(encoder, scorer, size, images, test_mosaics)
     scorer.train()
     scorer.requires_grad_(True)
-    # `lr` is relative: each tensor moves by about lr x its own RMS per step. The concat head's parameters span six
-    # orders of magnitude (tiny input weights, large output weights), which one absolute rate cannot serve.
+    if isinstance(scorer, ConcatScorer):  # train the projections; the tanh pairs, bias and v keep their form
+        parametrize.register_parametrization(scorer.combine, "weight", TanhPairs(scorer.enc_dim))
+        scorer.combine.bias.requires_grad_(False)
+        scorer.v.weight.requires_grad_(False)
+    # `lr` is relative: each tensor moves by about lr x its own RMS per step, whatever the scale it works at.
     lr = DEFAULT_LR[mode] if lr is None else lr
-    groups = [
-        {"params": [p], "lr": lr * float(p.detach().pow(2).mean().sqrt().clamp_min(1e-6))} for p in scorer.parameters()
-    ]
+    trained = [p for p in scorer.parameters() if p.requires_grad]
+    groups = [{"params": [p], "lr": lr * float(p.detach().pow(2).mean().sqrt().clamp_min(1e-6))} for p in trained]
     optimiser = torch.optim.Adam(groups)
     w = vectors.detach()
     b = bias.detach() if bias is not None else torch.zeros(w.shape[0])
@@ -190,6 +192,8 @@ def fit_head(
         optimiser.step()
         if progress and (step % 10 == 0 or step == steps - 1):
             progress(f"step {step + 1}/{steps}  loss {loss.item():.4f}  (tile mass {on_tile.mean().item():.3f})")
+    if isinstance(scorer, ConcatScorer):
+        parametrize.remove_parametrizations(scorer.combine, "weight", leave_parametrized=True)
     scorer.eval()
     scorer.requires_grad_(False)
     after = heldout_pointing(encoder, scorer, size, images, test_mosaics)

@@ -154,3 +154,35 @@ def test_tile_regions_cover_the_grid_once(rows: int, cols: int) -> None:
     masks = tile_masks(rows, cols)  # (4, N)
     assert masks.shape == (4, rows * cols)
     assert (masks.sum(0) == 1).all()  # every cell belongs to exactly one tile
+
+
+def test_concat_fit_moves_the_projections_and_keeps_the_tanh_pairs(photos: Path, lite0) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from torch.nn.utils import parametrize
+
+    from attnviz.commands import load_folder, tile_classes
+    from attnviz.fit import fit_head
+    from attnviz.scorers import TanhPairs
+
+    _, images = load_folder(str(photos))
+    classes = tile_classes(lite0, images, 224)
+    scorer, _ = fit_head(lite0, Mode.concat, images, classes, size=224, steps=4, holdout=0.3)
+    start = data_free_scorer(lite0, Mode.concat)
+    assert not parametrize.is_parametrized(scorer.combine)  # a plain head again, saved like any other
+    assert not torch.equal(scorer.combine.weight, start.combine.weight)  # the projections moved
+    TanhPairs(scorer.enc_dim).right_inverse(scorer.combine.weight)  # and every +- pair of units is still exact
+    assert torch.equal(scorer.combine.bias, start.combine.bias) and torch.equal(scorer.v.weight, start.v.weight)
+
+
+def test_tanh_pairs_refuse_a_head_whose_units_are_not_paired() -> None:
+    import torch
+
+    from attnviz.scorers import TanhPairs
+
+    pairs = TanhPairs(enc_dim=3)
+    weight = pairs(torch.randn(2, 3), torch.randn(2, 4))  # (8, 7)
+    enc, query = pairs.right_inverse(weight)
+    assert torch.equal(pairs(enc, query), weight)
+    weight[5, 1] += 1e-3
+    with pytest.raises(UsageError, match="not in the paired-tanh form"):
+        pairs.right_inverse(weight)
