@@ -189,7 +189,13 @@ def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) 
     for i in range(60):
         make_photo(folder / f"{i:03d}.png", i, size=(320, 240))
     out = tmp_path / "out"
-    script = "import sys; import tests.conftest; from attnviz.cli import main; sys.exit(main(sys.argv[1:]))"
+    # Each unit of work takes at least 50 ms, so however fast the machine, the run is still going when Ctrl-C comes.
+    script = (
+        "import sys, time; import tests.conftest; from attnviz.batch import Runner; from attnviz.cli import main\n"
+        "process = Runner.process\n"
+        "Runner.process = lambda self, chunk: (time.sleep(0.05), process(self, chunk))[1]\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
     command = [sys.executable, "-c", script, "run", str(folder), "-o", str(out), *TINY]
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
