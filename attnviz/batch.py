@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO, TextIO
 
 import numpy as np
@@ -147,7 +151,9 @@ class Runner:
         if options.targets and options.topk > 1:
             raise UsageError("give either --target (one or more) or --topk, not both")
         device = pick_device(options.device)
-        self.lanes = options.workers or (min(cpu_count(), MAX_LANES) if device == "cpu" else 2)
+        # MPS aborts when two threads use it at once (pytorch#197805): there the network runs one lane at a time
+        self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, 2)
+        self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
         encoder = create_encoder(options.encoder, options.weights, options.layer)
         scorer = None
         if options.head is not None:
@@ -157,6 +163,7 @@ class Runner:
         self.explainer = Explainer(
             encoder, options.mode, options.size, device=device, query=options.query, scorer=scorer
         )
+        self.explainer.encoder.geometry()  # measured here once, not by several lanes at once
         indices = [self.explainer.target_index(t) for t in options.targets]
         self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
         # one output per map: the class index in the name for --target, the rank for --topk
@@ -168,6 +175,8 @@ class Runner:
             self.map_tags = [""]
         self.claimed: dict[Path, str] = {}
         self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
+        self.writing = False  # the main thread is writing an input's files: Ctrl-C waits until they are done
+        self.interrupt_pending = False
 
     def failed(self, item: Item, message: str) -> Item:
         """Record a failure; with --fail-fast nothing after it in input order gets written any more."""
@@ -273,16 +282,22 @@ class Runner:
 
     def infer(self, batch: list[Item]) -> None:
         tensors: list[torch.Tensor] = [item.tensor for item in batch]  # type: ignore[misc]
-        stacked = tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)  # (B, 3, h, w)
         for item in batch:
             item.tensor = None
-        wanted = [list(self.targets) for _ in batch] if self.targets else None
-        try:
-            results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
-        except AttnvizError as exc:  # e.g. NaN features: those images fail, the run goes on
+        if batch[0].seq > self.halt_after:  # stopping (Ctrl-C, --fail-fast): no network pass for nothing
             for item in batch:
                 item.image = None
-                self.failed(item, f"{item.job.input}: {exc}")
+            return
+        stacked = tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)  # (B, 3, h, w)
+        wanted = [list(self.targets) for _ in batch] if self.targets else None
+        try:
+            with self.device_lock:
+                results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
+        except (AttnvizError, torch.cuda.OutOfMemoryError, MemoryError) as exc:  # those images fail, the run goes on
+            reason = str(exc) if isinstance(exc, AttnvizError) else "out of memory (try --batch-size 1 or --workers 1)"
+            for item in batch:
+                item.image = None
+                self.failed(item, f"{item.job.input}: {reason}")
             return
         for item, maps in zip(batch, results, strict=True):
             self.finish(item, maps)
@@ -349,7 +364,12 @@ class Runner:
         return entry
 
     def write_files(self, item: Item) -> None:
-        """Scores first and the overlay last, so an overlay's presence means its input is done (--skip-existing)."""
+        """Scores first and the overlay last, so an overlay's presence means its input is done (--skip-existing).
+
+        Ctrl-C during these writes takes effect once they are done: an input is never left with its scores but
+        without its overlay, which a resumed run would trip over.
+        """
+        self.writing = True
         try:
             for path, content in item.files:
                 if isinstance(content, np.ndarray):
@@ -360,25 +380,54 @@ class Runner:
             self.failed(item, str(exc))
         finally:
             item.files = []
+            self.writing = False
+
+    @contextmanager
+    def deferred_interrupts(self) -> Iterator[None]:
+        """While files are being written, the first Ctrl-C is held back until they are done (a second one is not)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_interrupt(signum: int, frame: FrameType | None) -> None:
+            if self.writing and not self.interrupt_pending:
+                self.interrupt_pending = True
+                return
+            raise KeyboardInterrupt
+
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:  # ignored (a background job) or the embedder's own
+            yield
+            return
+        signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     # -- driver ---------------------------------------------------------------------------------------------
 
     def run(self, arguments: list[str], stdin: BinaryIO | None) -> int:
         jobs, total, single = self.plan(arguments, stdin)
         self.halt_after = float("inf")
+        self.interrupt_pending = False
         progress = Progress(self.stderr, total, enabled=self.stderr.isatty() and not self.options.quiet and not single)
         pending: deque[Future[list[Item]]] = deque()
         interrupted = False
         chunk: list[Item] = []
-        with self.lane_threads(), ThreadPoolExecutor(self.lanes, "attnviz-lane") as lanes:
+        with self.deferred_interrupts(), self.lane_threads(), ThreadPoolExecutor(self.lanes, "attnviz-lane") as lanes:
             try:
                 stopped = False
-                for seq, job in enumerate(jobs):
-                    chunk.append(self.admit(job, single, seq))
-                    if len(chunk) < self.options.batch_size:
-                        continue
-                    pending.append(lanes.submit(self.process, chunk))
-                    chunk = []
+                seq = 0
+                for job in arrivals(jobs, streamed=total is None):
+                    if job is not None:
+                        chunk.append(self.admit(job, single, seq))
+                        seq += 1
+                        if len(chunk) < self.options.batch_size:
+                            continue
+                    if chunk:  # full, or the next path is slow to come: start on what there is
+                        pending.append(lanes.submit(self.process, chunk))
+                        chunk = []
                     while pending and (len(pending) >= 2 * self.lanes or pending[0].done()) and not stopped:
                         stopped = self.emit_all(pending.popleft(), progress)
                     if stopped:
@@ -404,10 +453,7 @@ class Runner:
 
     @contextmanager
     def lane_threads(self) -> Iterator[None]:
-        """On a CPU, each lane's network gets an equal share of the cores for the length of the run."""
-        if self.explainer.device.type != "cpu":
-            yield
-            return
+        """Each lane gets an equal share of the cores for its torch work (the network on a CPU; resizing always)."""
         before = torch.get_num_threads()
         torch.set_num_threads(max(1, cpu_count() // self.lanes))
         try:
@@ -417,7 +463,13 @@ class Runner:
 
     def emit_all(self, pending: Future[list[Item]], progress: Progress) -> bool:
         """Write and report a finished unit of work; returns True to stop (--fail-fast)."""
-        return any(self.emit(item, progress) for item in pending.result())  # any() stops at the first True
+        for item in pending.result():
+            stop = self.emit(item, progress)
+            if self.interrupt_pending:  # a Ctrl-C that came while this input's files were written
+                raise KeyboardInterrupt
+            if stop:
+                return True
+        return False
 
     def emit(self, item: Item, progress: Progress) -> bool:
         if item.files and item.error is None:
@@ -455,6 +507,43 @@ class Runner:
     def write_json(self, record: dict[str, object]) -> None:
         self.stdout.write(json.dumps(record).encode() + b"\n")
         self.stdout.flush()
+
+
+#: How long the driver waits for the next path from a pipe before it starts on, and reports, what it has.
+STREAM_PATIENCE_S = 0.2
+
+
+def arrivals(jobs: Iterator[Job], streamed: bool) -> Iterator[Job | None]:
+    """The jobs in order; from a pipe, also None whenever the next path is slow to come.
+
+    A pipe may deliver paths as they appear (`inotifywait -m ... | attnviz run -`); reading it on a thread of its
+    own lets the driver start work and print results meanwhile instead of waiting for the next line.
+    """
+    if not streamed:
+        yield from jobs
+        return
+    inbox: queue.Queue[Job | BaseException | None] = queue.Queue(maxsize=256)  # None: the end
+
+    def pump() -> None:
+        try:
+            for job in jobs:
+                inbox.put(job)
+        except BaseException as exc:  # re-raised on the driver's thread
+            inbox.put(exc)
+        inbox.put(None)
+
+    threading.Thread(target=pump, name="attnviz-stdin", daemon=True).start()
+    while True:
+        try:
+            arrived = inbox.get(timeout=STREAM_PATIENCE_S)
+        except queue.Empty:
+            yield None
+            continue
+        if isinstance(arrived, BaseException):
+            raise arrived
+        if arrived is None:
+            return
+        yield arrived
 
 
 def run(arguments: list[str], options: RunOptions, stdin: BinaryIO | None = None) -> int:

@@ -7,6 +7,7 @@ the Class Activation Map); otherwise the query is the gradient of the class scor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,11 @@ class Encoder(nn.Module):
                 features = features.detach().requires_grad_()
             return features, self.forward_head(features)
         captured: list[Tensor] = []
+        caller = threading.get_ident()
 
-        def grab(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor:
+        def grab(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor | None:
+            if threading.get_ident() != caller:  # another lane's pass through the shared module: not ours
+                return None
             out = output.detach().requires_grad_() if track_features else output
             captured.append(out)
             return out

@@ -80,8 +80,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     exists is never replaced even by a race. An interrupted run leaves at most a `.attnviz-*.tmp` file behind.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".attnviz-", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".attnviz-", suffix=".tmp", dir=final.parent)
+    except OSError as exc:  # e.g. a file where the output's folder should be
+        raise OutputError(f"{os.fspath(path)}: cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

@@ -295,3 +295,107 @@ def test_fail_fast_writes_nothing_after_the_failure_whatever_the_lanes(capsysbin
     assert code == 1 and "3.png" in err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"{i}.attn-concat.png" for i in range(3)]
+
+
+def test_a_chosen_layer_is_captured_per_thread() -> None:
+    """Two lanes running the network at once each get their own layer's features and gradients."""
+    import threading
+
+    import torch
+
+    from attnviz.encoders import create_encoder
+
+    encoder = create_encoder("efficientnet_lite0", layer="blocks.5")
+    pictures = [torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    expected = [encoder(x, track_features=True)[0].detach() for x in pictures]
+    start, errors = threading.Barrier(2), []
+
+    def lane(i: int) -> None:
+        start.wait()
+        try:
+            for _ in range(15):
+                features, logits = encoder(pictures[i], track_features=True)
+                (grad,) = torch.autograd.grad(logits[0, 0], features)  # the logits depend on *these* features
+                assert torch.allclose(features.detach(), expected[i]) and grad.abs().sum() > 0
+        except Exception as exc:  # reported below, in the test's own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+def test_ctrl_c_while_files_are_written_waits_for_them(tmp_path: Path) -> None:
+    import signal
+
+    from attnviz.batch import Runner, RunOptions
+
+    runner = Runner(RunOptions(encoder="tiny_test", size=64, output=str(tmp_path)), io.BytesIO(), io.StringIO())
+    with runner.deferred_interrupts():
+        runner.writing = True
+        os.kill(os.getpid(), signal.SIGINT)  # held back: the files of the input being written come first
+        assert runner.interrupt_pending
+        runner.writing = False
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes of this thread
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_file_where_an_output_folder_should_be_is_a_one_line_error(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").write_text("a file, not a folder")
+    code, _, err = run(capsysbinary, "run", tree, *TINY, "-o", out)
+    assert code == 1 and "Traceback" not in err
+    assert f"{out / 'a' / 'cat.attn-concat.png'}: cannot write" in err
+    assert (out / "b" / "cat.attn-concat.png").exists()  # the other inputs go on
+
+
+def test_out_of_memory_fails_that_image_only(capsysbinary, tree: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from attnviz.pipeline import Explainer
+
+    infer = Explainer.infer_classes
+
+    def picky(self, batch, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if batch.shape[-1] != batch.shape[-2]:  # every picture but the square one
+            raise MemoryError
+        return infer(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "infer_classes", picky)
+    make_photo(tree / "square.png", size=(40, 40))
+    code, stdout, err = run(capsysbinary, "run", tree, *TINY, "-o", tmp_path / "out", "--json")
+    assert code == 1 and "out of memory (try --batch-size 1 or --workers 1)" in err
+    records = records_of(stdout)
+    assert [r["input"].endswith("square.png") for r in records if "error" not in r] == [True]
+
+
+def test_paths_from_a_slow_pipe_are_reported_as_they_are_done(tmp_path: Path) -> None:
+    """The first result comes out while the producer is still holding back the second path."""
+    import subprocess
+    import threading
+
+    first, second = make_photo(tmp_path / "in" / "1.png", 1), make_photo(tmp_path / "in" / "2.png", 2)
+    script = "import sys; import tests.conftest; from attnviz.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, "run", "-", "-o", str(tmp_path / "out"), "--json", *TINY]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    watchdog = threading.Timer(60, proc.kill)  # a hang ends as a failure (empty line), not a stuck test run
+    watchdog.start()
+    try:
+        proc.stdin.write(f"{first}\n".encode())
+        proc.stdin.flush()
+        line = proc.stdout.readline()  # blocks until attnviz reports; before the fix it waited for the next path
+        assert json.loads(line)["input"] == str(first)
+        proc.stdin.write(f"{second}\n".encode())
+        proc.stdin.close()
+        assert json.loads(proc.stdout.readline())["input"] == str(second)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        proc.kill()
