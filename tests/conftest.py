@@ -6,6 +6,8 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,22 @@ def small_png(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def errors_on_threads(work: Callable[[int], None], count: int) -> list[BaseException]:
+    """Run `work(0)` ... `work(count - 1)` on as many threads at once; what they raised, for the test to assert on."""
+    start, errors = threading.Barrier(count), []
+
+    def thread(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # reported to the test's own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from attnviz.cli import main
+from tests.conftest import errors_on_threads
 
 TINY = ["--encoder", "tiny_test", "--size", "64"]
 
@@ -299,8 +300,6 @@ def test_fail_fast_writes_nothing_after_the_failure_whatever_the_lanes(capsysbin
 
 def test_a_chosen_layer_is_captured_per_thread() -> None:
     """Two lanes running the network at once each get their own layer's features and gradients."""
-    import threading
-
     import torch
 
     from attnviz.encoders import create_encoder
@@ -308,23 +307,14 @@ def test_a_chosen_layer_is_captured_per_thread() -> None:
     encoder = create_encoder("efficientnet_lite0", layer="blocks.5")
     pictures = [torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     expected = [encoder(x, track_features=True)[0].detach() for x in pictures]
-    start, errors = threading.Barrier(2), []
 
     def lane(i: int) -> None:
-        start.wait()
-        try:
-            for _ in range(15):
-                features, logits = encoder(pictures[i], track_features=True)
-                (grad,) = torch.autograd.grad(logits[0, 0], features)  # the logits depend on *these* features
-                assert torch.allclose(features.detach(), expected[i]) and grad.abs().sum() > 0
-        except Exception as exc:  # reported below, in the test's own thread
-            errors.append(exc)
+        for _ in range(15):
+            features, logits = encoder(pictures[i], track_features=True)
+            (grad,) = torch.autograd.grad(logits[0, 0], features)  # the logits depend on *these* features
+            assert torch.allclose(features.detach(), expected[i]) and grad.abs().sum() > 0
 
-    threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = errors_on_threads(lane, 2)
     assert not errors, errors
 
 

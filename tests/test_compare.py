@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from attnviz.compare import Panel, comparison_figure, save_figure
 from attnviz.errors import OutputError, UsageError
 from attnviz.pipeline import Explainer, Prediction
 from attnviz.scorers import Mode
+from tests.conftest import errors_on_threads
 
 BAR_LABEL = "attention (median \u2192 max)"
 
@@ -188,19 +188,10 @@ def test_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
 
 
 def test_figures_can_be_drawn_on_several_threads(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-
     def work(i: int) -> None:
-        try:
-            save_figure(comparison_figure(picture(), panels(2)), tmp_path / f"f{i}.png")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        save_figure(comparison_figure(picture(), panels(2)), tmp_path / f"f{i}.png")
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_on_threads(work, 4)
     assert not errors
     assert len(list(tmp_path.glob("f*.png"))) == 4
 
