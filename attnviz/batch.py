@@ -163,7 +163,6 @@ class Runner:
         self.explainer = Explainer(
             encoder, options.mode, options.size, device=device, query=options.query, scorer=scorer
         )
-        self.explainer.encoder.geometry()  # measured here once, not by several lanes at once
         indices = [self.explainer.target_index(t) for t in options.targets]
         self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
         # one output per map: the class index in the name for --target, the rank for --topk
@@ -385,7 +384,10 @@ class Runner:
     @contextmanager
     def deferred_interrupts(self) -> Iterator[None]:
         """While files are being written, the first Ctrl-C is held back until they are done (a second one is not)."""
-        if threading.current_thread() is not threading.main_thread():
+        # signals reach the main thread only; an ignored SIGINT (a background job) or an embedder's handler stays
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
             yield
             return
 
@@ -395,15 +397,11 @@ class Runner:
                 return
             raise KeyboardInterrupt
 
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not signal.default_int_handler:  # ignored (a background job) or the embedder's own
-            yield
-            return
         signal.signal(signal.SIGINT, on_interrupt)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     # -- driver ---------------------------------------------------------------------------------------------
 

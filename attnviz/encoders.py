@@ -221,8 +221,8 @@ class Encoder(nn.Module):
         pixels = pixels.contiguous(memory_format=torch.channels_last)  # no copy: numpy's (H, W, 3) already is
         resized = F.interpolate(pixels, size=(h, w), mode=self.resample, antialias=True)  # (1, 3, h, w) uint8
         resized = resized.contiguous(memory_format=torch.channels_last)[0]  # cheaper in uint8 than in float
-        scale = torch.tensor(self.std).reshape(3, 1, 1).mul(255.0).reciprocal()  # (3, 1, 1)
-        shift = torch.tensor(self.mean).reshape(3, 1, 1) / torch.tensor(self.std).reshape(3, 1, 1)  # (3, 1, 1)
+        std = torch.tensor(self.std).reshape(3, 1, 1)  # (3, 1, 1)
+        scale, shift = (255.0 * std).reciprocal(), torch.tensor(self.mean).reshape(3, 1, 1) / std  # (3, 1, 1) each
         # stays channels-last, the layout the fast encoder wants
         return resized.float().mul_(scale).sub_(shift)
 
