@@ -34,8 +34,15 @@ from attnviz.encoders import create_encoder
 from attnviz.errors import AttnvizError, OutputError, UsageError
 from attnviz.images import DEFAULT_MAX_PIXELS, load_image
 from attnviz.inputs import STDIN, Job, expand, output_for
-from attnviz.outputs import check_target, encode_image, image_format, suffix_format, write_bytes, write_npy
-from attnviz.pipeline import Explainer, GridResult, Query
+from attnviz.outputs import (
+    check_target,
+    encode_image,
+    image_format,
+    suffix_format,
+    write_bytes,
+    write_npy,
+)
+from attnviz.pipeline import Explainer, GridResult, Query, pick_device
 from attnviz.progress import Progress
 from attnviz.scorers import Mode
 
@@ -44,18 +51,20 @@ STDOUT = "-"
 
 @dataclass(frozen=True)
 class RunOptions:
-    mode: Mode = Mode.concat
+    mode: Mode | None = None  # None: the --head file's mode, else concat
     encoder: str = "efficientnet_lite0"
     weights: str | None = None
     layer: str | None = None
     head: str | None = None
     query: Query = Query.auto
     size: int = 448
+    classify_size: int | None = None  # recognition pass; None: the encoder's trained size
     targets: tuple[str, ...] = ()
     topk: int = 1  # maps per image: its top-k classes (when no targets are given)
     interpolation: render.Interpolation = render.Interpolation.bilinear
     colormap: str = render.DEFAULT_COLORMAP
     alpha: float = render.DEFAULT_ALPHA
+    annotate: bool = False  # a caption band under each overlay: class, probability, mode, colour bar
     output: str | None = None
     format: str = "png"
     overwrite: bool = False
@@ -96,7 +105,8 @@ class Item:
     files: list[tuple[Path, bytes | np.ndarray]] = field(default_factory=list, repr=False)  # written on emission
     error: str | None = None
     skipped: bool = False
-    tensor: torch.Tensor | None = field(default=None, repr=False)
+    tensor: torch.Tensor | None = field(default=None, repr=False)  # (3, h, w) for the map
+    small: torch.Tensor | None = field(default=None, repr=False)  # (3, h', w') for the classes, when two passes
 
 
 #: More lanes than this only multiply memory: past 4, giving each lane several cores scales as well.
@@ -108,20 +118,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: no MPS device is available")
-    return name
 
 
 def tagged(path: Path, tag: str) -> Path:
@@ -150,19 +146,26 @@ class Runner:
             raise UsageError("--topk must be at least 1")
         if options.targets and options.topk > 1:
             raise UsageError("give either --target (one or more) or --topk, not both")
+        if options.skip_existing and options.overwrite:
+            raise UsageError("give either --skip-existing (keep outputs) or --overwrite (replace them), not both")
         device = pick_device(options.device)
         # MPS aborts when two threads use it at once (pytorch#197805): there the network runs one lane at a time
         self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, 2)
         self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
         encoder = create_encoder(options.encoder, options.weights, options.layer)
-        scorer = None
-        if options.head is not None:
-            from attnviz.heads import load_head
-
-            scorer = load_head(options.head, encoder, options.mode)
         self.explainer = Explainer(
-            encoder, options.mode, options.size, device=device, query=options.query, scorer=scorer
+            encoder,
+            options.mode,
+            options.size,
+            device=device,
+            query=options.query,
+            classify_size=options.classify_size,
+            head=options.head,
         )
+        self.mode = self.explainer.mode
+        classes = len(encoder.labels)
+        if options.topk > classes:
+            raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {classes} classes")
         indices = [self.explainer.target_index(t) for t in options.targets]
         self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
         # one output per map: the class index in the name for --target, the rank for --topk
@@ -200,6 +203,11 @@ class Runner:
                 raise UsageError("several maps per image (--topk, several --target) need files, not -o -")
         elif not single and self.options.output and Path(self.options.output).is_file():
             raise UsageError(f"-o {self.options.output}: several inputs need an output folder, not a file")
+        elif not single and self.options.output and _names_a_file(self.options.output):
+            raise UsageError(
+                f"-o {self.options.output}: several inputs need an output folder; "
+                "give a name without an image extension, or one input"
+            )
         if STDIN in arguments:
             return expand(arguments, stdin, self.options.null_separated), None, single
         jobs = list(expand(arguments))
@@ -210,13 +218,10 @@ class Runner:
         if single:
             if out == STDOUT:
                 return None
-            if out and not (out.endswith(("/", os.sep)) or Path(out).is_dir()):
-                image_format(out)
+            if out and _names_a_file(out):  # else a folder, made if need be: `-o maps`, `-o maps/`
                 return Path(out)
-            return output_for(
-                Job(job.input, Path(job.relative.name)), Path(out or "."), self.options.mode.value, self.suffix
-            )
-        return output_for(job, Path(out or "."), self.options.mode.value, self.suffix)
+            return output_for(Job(job.input, Path(job.relative.name)), Path(out or "."), self.mode.value, self.suffix)
+        return output_for(job, Path(out or "."), self.mode.value, self.suffix)
 
     # -- stages ---------------------------------------------------------------------------------------------
 
@@ -255,6 +260,7 @@ class Runner:
             loaded = load_image(item.job.input, self.options.max_pixels)
             item.image, item.frames = loaded.image, loaded.frames
             item.tensor = self.explainer.preprocess(loaded.image)  # (3, h, w)
+            item.small = self.explainer.preprocess_classify(loaded.image)  # (3, h', w') or None
         except AttnvizError as exc:
             self.failed(item, str(exc))
         except MemoryError:
@@ -271,7 +277,7 @@ class Runner:
         for item in chunk:
             if item.tensor is None:  # failed or skipped
                 continue
-            if batch and item.tensor.shape != batch[0].tensor.shape:  # type: ignore[union-attr]
+            if batch and _shapes(item) != _shapes(batch[0]):
                 self.infer(batch)
                 batch = []
             batch.append(item)
@@ -281,17 +287,19 @@ class Runner:
 
     def infer(self, batch: list[Item]) -> None:
         tensors: list[torch.Tensor] = [item.tensor for item in batch]  # type: ignore[misc]
+        smalls = [item.small for item in batch if item.small is not None]
         for item in batch:
-            item.tensor = None
+            item.tensor = item.small = None
         if batch[0].seq > self.halt_after:  # stopping (Ctrl-C, --fail-fast): no network pass for nothing
             for item in batch:
                 item.image = None
             return
-        stacked = tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)  # (B, 3, h, w)
+        stacked = torch.stack(tensors)  # (B, 3, h, w)
+        recognise = torch.stack(smalls) if smalls else None  # (B, 3, h', w')
         wanted = [list(self.targets) for _ in batch] if self.targets else None
         try:
             with self.device_lock:
-                results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk)
+                results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk, recognise=recognise)
         except (AttnvizError, torch.cuda.OutOfMemoryError, MemoryError) as exc:  # those images fail, the run goes on
             reason = str(exc) if isinstance(exc, AttnvizError) else "out of memory (try --batch-size 1 or --workers 1)"
             for item in batch:
@@ -304,7 +312,6 @@ class Runner:
     def finish(self, item: Item, maps: list[GridResult]) -> Item:
         """Draw and encode the maps of one image, and describe them."""
         assert item.image is not None
-        o = self.options
         if item.seq > self.halt_after:  # an earlier input failed under --fail-fast: nothing more gets written
             item.image = None
             return item
@@ -317,9 +324,10 @@ class Runner:
             record: dict[str, object] = {
                 "input": item.job.input,
                 "output": entries[0]["output"],
-                "mode": o.mode.value,
+                "mode": self.mode.value,
                 "encoder": self.explainer.encoder.name,
                 "size": list(first.input_size),
+                "classify_size": list(first.classify_size or first.input_size),
                 "grid": list(first.grid),
                 "target": entries[0]["target"],
                 "topk": [p.to_json() for p in first.topk],
@@ -345,6 +353,11 @@ class Runner:
         o = self.options
         explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
         pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
+        if o.annotate:
+            from attnviz.annotate import annotate, caption
+
+            text = caption(result.target.label, result.target.prob, self.mode.value)
+            pixels = annotate(pixels, text, o.colormap)
         fmt, save_options = image_format(output) if output else suffix_format(self.suffix)
         data = encode_image(pixels, fmt, save_options)
         entry: dict[str, object] = {
@@ -490,11 +503,11 @@ class Runner:
         elif self.options.json and item.record is not None:
             self.write_json(item.record)
         elif item.record is not None and not self.options.quiet and progress.total == 1:
-            target = item.record.get("target")
-            if isinstance(target, dict):
+            maps = item.record.get("maps", [item.record])
+            for entry in maps if isinstance(maps, list) else []:
+                target = entry["target"]
                 self.stderr.write(
-                    f"wrote {item.record['output']}  ({target['label']}, p={target['prob']:.3f}, "
-                    f"peak at {item.record['peak']})\n"
+                    f"wrote {entry['output']}  ({target['label']}, p={target['prob']:.3f}, peak at {entry['peak']})\n"
                 )
         return False
 
@@ -505,6 +518,23 @@ class Runner:
     def write_json(self, record: dict[str, object]) -> None:
         self.stdout.write(json.dumps(record).encode() + b"\n")
         self.stdout.flush()
+
+
+def _names_a_file(output: str) -> bool:
+    """Whether `-o` names one image file: it has an extension and is not an existing folder or written as one
+    (`maps/`). A name without an extension is a folder. An extension that is no image format is refused."""
+    if output.endswith(("/", os.sep)) or Path(output).is_dir() or not Path(output).suffix:
+        return False
+    image_format(output)  # .gif, .txt: refused, naming the formats
+    return True
+
+
+def _shapes(item: Item) -> tuple[object, object]:
+    """Inputs batch together only when both passes see the same shapes."""
+    return (
+        None if item.tensor is None else item.tensor.shape,
+        None if item.small is None else item.small.shape,
+    )
 
 
 #: How long the driver waits for the next path from a pipe before it starts on, and reports, what it has.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import Enum
 from typing import Annotated
@@ -12,6 +13,11 @@ try:  # Typer 0.2x vendors its own click; older releases use the click package
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
+try:
+    from typer._click import core as click_core
+except ImportError:  # pragma: no cover
+    from click import core as click_core  # type: ignore[no-redef]
+from typer.core import TyperCommand
 
 from attnviz import __version__
 from attnviz.allocator import tune_allocator
@@ -22,10 +28,53 @@ from attnviz.pipeline import Query
 from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Interpolation
 from attnviz.scorers import Mode
 
+
+class Command(TyperCommand):
+    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give."""
+
+    def get_help(self, ctx: click_core.Context) -> str:
+        text = re.sub(r" <(?:list\[str\]|str)>", lambda m: " " * len(m.group(0)), super().get_help(ctx))
+        return re.sub(r"\{([A-Z]+)\}", r"\1", text)  # usage line: `{INPUT}...` -> `INPUT...`
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example commands, kept as written (click rewraps paragraphs without the \\b marker)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+RUN_EXAMPLES = _examples(
+    "attnviz run photo.jpg                        # -> photo.attn-concat.png, top-1 class",
+    "attnviz run photo.jpg -m dot -t tabby -o map.png",
+    "attnviz run photo.jpg -k 3 --annotate         # three maps, each labelled",
+    "attnviz run photos/ -o maps/ --skip-existing  # a folder; resume an interrupted run",
+    "find . -name '*.jpg' | attnviz run - -o maps/ --json | jq -r .target.label",
+)
+COMPARE_EXAMPLES = _examples(
+    "attnviz compare photo.jpg                 # -> photo.compare.png, all three modes",
+    "attnviz compare photo.jpg -k 2 -o fig.pdf",
+    "attnviz compare photo.jpg -m dot -t cup -t espresso",
+)
+ENCODERS_EXAMPLES = _examples(
+    "attnviz encoders",
+)
+LABELS_EXAMPLES = _examples(
+    'attnviz labels cat          # classes whose name contains "cat"',
+    "attnviz labels -e timm:resnet50 -w my.safetensors",
+)
+EVAL_EXAMPLES = _examples(
+    "attnviz eval my_photos/                # mosaics: pointing, energy, deletion, insertion",
+    "attnviz eval my_objects/ --singles     # photos with masks: recognition, pointing, energy",
+    "attnviz eval my_photos/ --json --no-gradcam",
+)
+FIT_EXAMPLES = _examples(
+    "attnviz fit my_photos/ -m general -o head.safetensors",
+    "attnviz run photo.jpg --head head.safetensors",
+)
+
+
 app = typer.Typer(
     name="attnviz",
-    help="Where does a CNN look? Soft-attention heat maps over a pretrained encoder, for one photo or a million.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -37,15 +86,30 @@ ENCODER_HELP = "Encoder: efficientnet_lite0 (embedded), a torchvision name (see 
 
 
 # Options shared by several commands, declared once.
-EncoderOption = Annotated[str, typer.Option("--encoder", "-e", help=ENCODER_HELP)]
+EncoderOption = Annotated[str, typer.Option("--encoder", "-e", metavar="NAME", help=ENCODER_HELP)]
 WeightsOption = Annotated[
-    str | None, typer.Option("--weights", "-w", help="Local state dict (.safetensors or .pth) for the encoder.")
+    str | None,
+    typer.Option("--weights", "-w", metavar="FILE", help="Local state dict (.safetensors or .pth) for the encoder."),
 ]
 LayerOption = Annotated[
-    str | None, typer.Option("--layer", help="Feature map to attend over, by module name. Default: the last.")
+    str | None,
+    typer.Option("--layer", metavar="LAYER", help="Feature map to attend over, by module name. Default: the last."),
 ]
 QueryOption = Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")]
-MosaicSizeOption = Annotated[int, typer.Option("--size", "-s", min=64, help="Mosaic side fed to the network.")]
+ClassifySizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--classify-size",
+        metavar="PIXELS",
+        min=32,
+        help="Shorter side of the pass that picks the classes and their probabilities "
+        "[default: the encoder's trained size, 224 for the default]. Equal to --size: one pass.",
+        show_default=False,
+    ),
+]
+MosaicSizeOption = Annotated[
+    int, typer.Option("--size", "-s", metavar="PIXELS", min=64, help="Mosaic side fed to the network.")
+]
 
 
 class Device(str, Enum):
@@ -53,6 +117,13 @@ class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+class FitMode(str, Enum):
+    """The scorers with parameters to fit."""
+
+    general = "general"
+    concat = "concat"
 
 
 class Format(str, Enum):
@@ -73,40 +144,63 @@ def main_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Where does a CNN look? Soft-attention heat maps over a pretrained encoder."""
+    """Where does a CNN look? Soft-attention heat maps over a pretrained encoder, for one photo or a million.
+
+    \b
+    Examples:
+      attnviz run photo.jpg                     # -> photo.attn-concat.png
+      attnviz run photos/ -o maps/ --json       # a folder, one JSON line per photo
+      attnviz compare photo.jpg -o fig.pdf      # a figure for a paper
+      attnviz COMMAND --help                    # each command's options and examples
+    """
 
 
-@app.command()
+@app.command(cls=Command, epilog=RUN_EXAMPLES)
 def run(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, folders (searched recursively) and '-' to read paths from stdin.", show_default=False
+            metavar="INPUT",
+            help="Image files, folders (searched recursively) and '-' to read paths from stdin.",
+            show_default=False,
         ),
     ],
-    mode: Annotated[Mode, typer.Option("--mode", "-m", help="Attention scorer.")] = Mode.concat,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            "--mode", "-m", help="Attention scorer [default: concat, or the --head file's mode].", show_default=False
+        ),
+    ] = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
-            "--target", "-t", help="Class index or name (unique part of it); repeat for several maps. Default: top-1."
+            "--target",
+            "-t",
+            metavar="CLASS",
+            help="Class index or name (unique part of it); repeat for several maps. Default: top-1.",
         ),
     ] = None,
-    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One map for each of the top K classes.")] = 1,
+    topk: Annotated[
+        int, typer.Option("--topk", "-k", metavar="K", min=1, help="One map for each of the top K classes.")
+    ] = 1,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
     layer: LayerOption = None,
     query: QueryOption = Query.auto,
     head: Annotated[
-        str | None, typer.Option("--head", help="Fitted general/concat head (.safetensors from `attnviz fit`).")
+        str | None,
+        typer.Option("--head", metavar="FILE", help="Fitted general/concat head (.safetensors from `attnviz fit`)."),
     ] = None,
     size: Annotated[
-        int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network, pixels.")
+        int, typer.Option("--size", "-s", metavar="PIXELS", min=32, help="Shorter side fed to the network, pixels.")
     ] = DEFAULT_SIZE,
+    classify_size: ClassifySizeOption = None,
     output: Annotated[
         str | None,
         typer.Option(
             "--output",
             "-o",
+            metavar="PATH",
             help="Output file (one input; '-' for stdout) or folder (several inputs). "
             "Default: NAME.attn-MODE.png in the current folder, mirroring input folders.",
         ),
@@ -117,10 +211,17 @@ def run(
     interpolation: Annotated[
         Interpolation, typer.Option("--interpolation", help="How the grid is upsampled to the picture.")
     ] = Interpolation.bilinear,
-    colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap name.")] = DEFAULT_COLORMAP,
+    colormap: Annotated[
+        str, typer.Option("--colormap", "-c", metavar="NAME", help="Any matplotlib colormap name.")
+    ] = DEFAULT_COLORMAP,
     alpha: Annotated[
-        float, typer.Option("--alpha", "-a", min=0.0, max=1.0, help="Opacity of the hottest part of the map.")
+        float,
+        typer.Option("--alpha", "-a", metavar="0-1", min=0.0, max=1.0, help="Opacity of the hottest part of the map."),
     ] = DEFAULT_ALPHA,
+    annotate: Annotated[
+        bool,
+        typer.Option("--annotate", help="Add a band under each map: class, probability, mode and colour bar."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume a run).")
@@ -134,11 +235,12 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Images per forward pass.")] = 1,
     workers: Annotated[
         int | None,
         typer.Option(
             "--workers",
+            metavar="N",
             min=1,
             help="Images in flight at once, each on its own thread [default: one per CPU core, at most 4].",
             show_default=False,
@@ -146,7 +248,8 @@ def run(
     ] = None,
     device: Annotated[Device, typer.Option("--device", help="Where the network runs.")] = Device.auto,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+        int,
+        typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
@@ -161,11 +264,13 @@ def run(
         head=head,
         query=query,
         size=size,
+        classify_size=classify_size,
         targets=tuple(target or ()),
         topk=topk,
         interpolation=interpolation,
         colormap=colormap,
         alpha=alpha,
+        annotate=annotate,
         output=output,
         format=format.value,
         overwrite=overwrite,
@@ -183,29 +288,44 @@ def run(
     raise typer.Exit(run_batch(inputs, options))
 
 
-@app.command()
+@app.command(cls=Command, epilog=COMPARE_EXAMPLES)
 def compare(
-    image: Annotated[str, typer.Argument(help="The photo to explain.", show_default=False)],
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The photo to explain.", show_default=False)],
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Figure file: .png, .pdf or .svg. Default: NAME.compare.png")
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Figure file: .png, .pdf or .svg. Default: NAME.compare.png"
+        ),
     ] = None,
     mode: Annotated[
         list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to show (repeat). Default: all three.")
     ] = None,
     target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Class index or name; repeat for several.")
+        list[str] | None,
+        typer.Option("--target", "-t", metavar="CLASS", help="Class index or name; repeat for several."),
     ] = None,
-    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="One panel per top-K class and mode.")] = 1,
+    topk: Annotated[
+        int, typer.Option("--topk", "-k", metavar="K", min=1, help="One panel per top-K class and mode.")
+    ] = 1,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
     layer: LayerOption = None,
     query: QueryOption = Query.auto,
-    size: Annotated[int, typer.Option("--size", "-s", min=32, help="Shorter side fed to the network.")] = DEFAULT_SIZE,
+    size: Annotated[
+        int, typer.Option("--size", "-s", metavar="PIXELS", min=32, help="Shorter side fed to the network.")
+    ] = DEFAULT_SIZE,
+    classify_size: ClassifySizeOption = None,
     interpolation: Annotated[Interpolation, typer.Option("--interpolation")] = Interpolation.bilinear,
-    colormap: Annotated[str, typer.Option("--colormap", "-c", help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
-    alpha: Annotated[float, typer.Option("--alpha", "-a", min=0.0, max=1.0, help="Peak opacity.")] = DEFAULT_ALPHA,
-    columns: Annotated[int | None, typer.Option("--columns", min=1, help="Panels per row.")] = None,
-    head: Annotated[str | None, typer.Option("--head", help="Fitted head, used for the panel of its mode.")] = None,
+    colormap: Annotated[
+        str, typer.Option("--colormap", "-c", metavar="NAME", help="Any matplotlib colormap.")
+    ] = DEFAULT_COLORMAP,
+    alpha: Annotated[
+        float, typer.Option("--alpha", "-a", metavar="0-1", min=0.0, max=1.0, help="Peak opacity.")
+    ] = DEFAULT_ALPHA,
+    columns: Annotated[int | None, typer.Option("--columns", metavar="N", min=1, help="Panels per row.")] = None,
+    head: Annotated[
+        str | None, typer.Option("--head", metavar="FILE", help="Fitted head, used for the panel of its mode.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing figure.")] = False,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
@@ -221,6 +341,7 @@ def compare(
         layer=layer,
         query=query,
         size=size,
+        classify_size=classify_size,
         interpolation=interpolation,
         colormap=colormap,
         alpha=alpha,
@@ -232,7 +353,7 @@ def compare(
     print(f"wrote {written}", file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=Command, epilog=ENCODERS_EXAMPLES)
 def encoders() -> None:
     """List the encoders: feature channels, stride, and whether their weights are available right now."""
     from attnviz.commands import encoder_rows, format_encoder_rows
@@ -240,9 +361,11 @@ def encoders() -> None:
     print(format_encoder_rows(encoder_rows()))
 
 
-@app.command()
+@app.command(cls=Command, epilog=LABELS_EXAMPLES)
 def labels(
-    query: Annotated[str | None, typer.Argument(help="Show only classes whose name contains this.")] = None,
+    query: Annotated[
+        str | None, typer.Argument(metavar="[TEXT]", help="Show only classes whose name contains this.")
+    ] = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
 ) -> None:
@@ -253,27 +376,56 @@ def labels(
     for index, label in found:
         print(f"{index}\t{label}")
     if not found:
+        print(f"attnviz: no class name of {encoder} contains {query!r}", file=sys.stderr)
         raise typer.Exit(1)
 
 
-@app.command(name="eval")
+@app.command(name="eval", cls=Command, epilog=EVAL_EXAMPLES)
 def evaluate(
-    folder: Annotated[str, typer.Argument(help="A folder of photos (searched recursively).", show_default=False)],
+    folder: Annotated[
+        str, typer.Argument(metavar="DIR", help="A folder of photos (searched recursively).", show_default=False)
+    ],
     mode: Annotated[
         list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to rate (repeat). Default: all.")
     ] = None,
-    head: Annotated[list[str] | None, typer.Option("--head", help="Fitted heads to rate too (repeat).")] = None,
-    mosaics: Annotated[int, typer.Option("--mosaics", min=1, help="2 x 2 mosaics for the pointing game.")] = 40,
-    images: Annotated[int, typer.Option("--images", min=0, help="Photos for the deletion/insertion curves.")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Fixes mosaics and samples: same folder, same numbers.")] = 0,
+    head: Annotated[
+        list[str] | None, typer.Option("--head", metavar="FILE", help="Fitted heads to rate too (repeat).")
+    ] = None,
+    mosaics: Annotated[
+        int, typer.Option("--mosaics", metavar="N", min=1, help="2 x 2 mosaics for the pointing game.")
+    ] = 40,
+    images: Annotated[
+        int, typer.Option("--images", metavar="N", min=0, help="Photos for the deletion/insertion curves.")
+    ] = 20,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Fixes mosaics and samples: same folder, same numbers.")
+    ] = 0,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
     size: MosaicSizeOption = DEFAULT_SIZE,
     gradcam: Annotated[bool, typer.Option("--gradcam/--no-gradcam", help="Add Grad-CAM as a reference row.")] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    singles: Annotated[
+        bool,
+        typer.Option(
+            "--singles",
+            help="Rate single photos with object masks (alpha channel or NAME.mask.png) instead of mosaics: "
+            "recognition, pointing, energy and regions. -s is then the map's size, as in `run`.",
+        ),
+    ] = False,
 ) -> None:
-    """Rate the maps on your own photos, no labels needed: mosaic pointing game, energy, deletion and insertion."""
+    """Rate the maps on your own photos, no labels needed: mosaic pointing game, energy, deletion and insertion.
+
+    With --singles, rate them on photos of single objects with masks: does the default run name the object's own
+    class, and does its map peak on the object?
+    """
     import json as json_module
+
+    if singles:
+        from attnviz.commands import run_singles
+
+        print(run_singles(folder, tuple(mode or Mode), encoder, weights, size, gradcam, json))
+        return
 
     from attnviz.commands import EvalOptions, run_eval
     from attnviz.evaluate import format_table
@@ -310,23 +462,28 @@ def evaluate(
         print(format_table(rows, used_mosaics, used_images))
 
 
-@app.command()
+@app.command(cls=Command, epilog=FIT_EXAMPLES)
 def fit(
     folder: Annotated[
-        str, typer.Argument(help="A folder of your own photos (a few dozen or more).", show_default=False)
+        str,
+        typer.Argument(metavar="DIR", help="A folder of your own photos (a few dozen or more).", show_default=False),
     ],
-    mode: Annotated[Mode, typer.Option("--mode", "-m", help="general or concat.")] = Mode.general,
+    mode: Annotated[
+        FitMode, typer.Option("--mode", "-m", help="Scorer to fit (dot has no parameters).")
+    ] = FitMode.general,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Head file to write (.safetensors).")
+        str, typer.Option("--output", "-o", metavar="PATH", help="Head file to write (.safetensors).")
     ] = "head.safetensors",
     steps: Annotated[
-        int, typer.Option("--steps", min=1, help="Optimisation steps (8 mosaics x 4 queries each).")
+        int, typer.Option("--steps", metavar="N", min=1, help="Optimisation steps (8 mosaics x 4 queries each).")
     ] = 200,
-    holdout: Annotated[float, typer.Option("--holdout", min=0.05, max=0.9, help="Share of photos held out.")] = 0.25,
-    seed: Annotated[int, typer.Option("--seed", help="Fixes the split, mosaics and batches.")] = 0,
+    holdout: Annotated[
+        float, typer.Option("--holdout", metavar="SHARE", min=0.05, max=0.9, help="Share of photos held out.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Fixes the split, mosaics and batches.")] = 0,
     lr: Annotated[
         float | None,
-        typer.Option("--lr", min=0.0, help="Adam step relative to each tensor's RMS. Default: 0.01."),
+        typer.Option("--lr", metavar="RATE", min=0.0, help="Adam step relative to each tensor's RMS. Default: 0.01."),
     ] = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
@@ -344,7 +501,7 @@ def fit(
 
     report = run_fit(
         folder,
-        mode,
+        Mode(mode.value),
         output,
         steps=steps,
         holdout=holdout,
@@ -381,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         return status if isinstance(status, int) else 0
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
+    except click_exceptions.NoArgsIsHelpError as exc:  # bare `attnviz`: the help, as written, not an error line
+        print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        return 0
     except click_exceptions.UsageError as exc:
         hint = f" (see attnviz {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
         message = exc.format_message().replace("Value error, ", "")  # Typer's pydantic prefix says nothing

@@ -12,8 +12,9 @@ from PIL import Image
 
 from attnviz import render
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE, Encoder, create_encoder, encoder_names
-from attnviz.errors import AttnvizError, UsageError
+from attnviz.errors import UsageError
 from attnviz.images import load_image
+from attnviz.outputs import check_target
 from attnviz.pipeline import Explainer, Query
 from attnviz.scorers import Mode
 
@@ -32,6 +33,7 @@ class CompareOptions:
     layer: str | None = None
     query: Query = Query.auto
     size: int = DEFAULT_SIZE
+    classify_size: int | None = None
     interpolation: render.Interpolation = render.Interpolation.bilinear
     colormap: str = render.DEFAULT_COLORMAP
     alpha: float = render.DEFAULT_ALPHA
@@ -53,9 +55,10 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     out = output or default_figure_name(image_path)
     figure_format(out)  # refuse an unknown extension before any work
     render.colormap_lut(options.colormap)
-    if Path(out).exists() and not options.overwrite:
-        raise AttnvizError(f"{out}: already exists (use --overwrite to replace it)")
+    check_target(out, inputs=(image_path,), overwrite=options.overwrite)
     encoder = create_encoder(options.encoder, options.weights, options.layer)
+    if options.topk > len(encoder.labels):
+        raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {len(encoder.labels)} classes")
     image = load_image(image_path).image
     panels: list[Panel] = []
     fitted = None
@@ -65,10 +68,14 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
         fitted = (head_mode(options.head), load_head(options.head, encoder, head_mode(options.head)))
     for mode in dict.fromkeys(options.modes):
         scorer = fitted[1] if fitted and fitted[0] is mode else None
-        explainer = Explainer(encoder, mode, options.size, query=options.query, scorer=scorer)
+        explainer = Explainer(
+            encoder, mode, options.size, query=options.query, scorer=scorer, classify_size=options.classify_size
+        )
         targets = [explainer.target_index(t) for t in options.targets]
         wanted = [[t for t in targets if t is not None]] if targets else None
-        maps = explainer.infer_classes(explainer.preprocess(image)[None], wanted, top=options.topk)[0]
+        small = explainer.preprocess_classify(image)
+        recognise = None if small is None else small[None]
+        maps = explainer.infer_classes(explainer.preprocess(image)[None], wanted, options.topk, recognise)[0]
         for result in maps:
             drawn = explainer.draw(result, image.width, image.height, options.interpolation)
             panels.append(Panel(mode.value, drawn.target, drawn.heatmap))
@@ -203,6 +210,37 @@ def run_eval(
     return rows, len(mosaics), len(images)
 
 
+def run_singles(
+    folder: str, modes: Sequence[Mode], encoder_name: str, weights: str | None, size: int, gradcam: bool, as_json: bool
+) -> str:
+    """`attnviz eval --singles`: the table (or JSON) of every way of explaining masked single photos."""
+    import json
+    import sys
+
+    from attnviz.progress import Progress
+    from attnviz.singles import format_singles, load_singles, singles_rows
+
+    encoder = create_encoder(encoder_name, weights)
+    photos, masked = load_singles(folder, encoder, say=lambda m: print(f"attnviz: {m}", file=sys.stderr))
+    if not photos:
+        raise UsageError(
+            f"{folder}: no photo with a mask whose object the encoder recognises on its own "
+            f"({masked} with masks; masks come from alpha channels or NAME.mask.png files)"
+        )
+    rows = singles_rows(encoder, list(dict.fromkeys(modes)), size, gradcam)
+    progress = Progress(sys.stderr, len(rows) * len(photos), enabled=sys.stderr.isatty(), unit="maps")
+    for row in rows:
+        for photo in photos:
+            row.rate(photo)
+            progress.advance()
+    progress.clear()
+    if as_json:
+        return json.dumps(
+            {"folder": folder, "photos": len(photos), "masked": masked, "rows": [r.to_json() for r in rows]}
+        )
+    return format_singles(rows, len(photos), masked)
+
+
 def run_fit(
     folder: str,
     mode: Mode,
@@ -220,7 +258,6 @@ def run_fit(
 ) -> FitReport:
     from attnviz.fit import fit_head
     from attnviz.heads import save_head
-    from attnviz.outputs import check_target
 
     check_target(output, overwrite=overwrite)  # before minutes of work, not after
     if not output.endswith(".safetensors"):

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_ENCODER = "efficientnet_lite0"
 #: Shorter side fed to the network by default: a 4:3 photo gives a 14 x 19 grid at stride 32.
 DEFAULT_SIZE = 448
+#: Shorter side of the pictures most ImageNet classifiers were trained on: where they recognise best.
+TRAINED_SIZE = 224
 #: Longest side fed to the network (unless 4 x --size is longer): extreme aspect ratios shrink instead.
 MAX_SIDE = 4096
 #: A picture more than this many times the network input's size is box-reduced before it is resampled.
@@ -44,6 +46,7 @@ class Encoder(nn.Module):
         std: tuple[float, ...],
         resample: str = "bicubic",
         feature_bound: float | None = None,
+        trained_size: int = TRAINED_SIZE,
     ) -> None:
         super().__init__()
         self.name = name
@@ -53,6 +56,8 @@ class Encoder(nn.Module):
         self.resample = resample
         #: Typical largest feature value (6 for ReLU6 networks); scales the default concat scorer. None: measure.
         self.feature_bound = feature_bound
+        #: Input side the weights were trained at: the top-k and probabilities come from a pass at this scale.
+        self.trained_size = trained_size
         self.layer: str | None = None  # a chosen intermediate feature map, by module name
         self._geometry: tuple[int, int] | None = None
         self._channels_last = False
@@ -93,7 +98,9 @@ class Encoder(nn.Module):
                 return None
             out = output.detach().requires_grad_() if track_features else output
             captured.append(out)
-            return out
+            # the rest of the network gets a copy: an in-place activation after this layer must neither change
+            # the captured map nor act on a leaf that requires grad
+            return out.clone()
 
         handle = self.get_submodule(self.resolve_layer(self.layer)).register_forward_hook(grab)
         try:
@@ -160,7 +167,9 @@ class Encoder(nn.Module):
 
         def note(module: nn.Module, _inputs: object, output: object) -> None:
             name = names.get(module)
-            if isinstance(output, Tensor) and output.dim() == 4 and name and name not in seen:
+            # a 1 x 1 output at the probe size is a global pool, not a map to attend over
+            spatial = isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1
+            if spatial and name and name not in seen:
                 seen.append(name)
 
         handles = [module.register_forward_hook(note) for module in names]
@@ -187,8 +196,11 @@ class Encoder(nn.Module):
     def use_layer(self, name: str | None) -> None:
         if name == self.layer:
             return
-        if name is not None:
-            self.resolve_layer(name)
+        if name is not None and self.resolve_layer(name).removeprefix("model.") not in self.spatial_layers():
+            raise UsageError(
+                f"layer {name!r} of encoder {self.name} gives no spatial map (not a grid of cells); "
+                + self.describe_layers()
+            )
         self.layer = name
         self._geometry = None
 

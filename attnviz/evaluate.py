@@ -177,6 +177,10 @@ def deletion_insertion(method: Method, x: torch.Tensor, target: int, steps: int 
     return float(np.trapezoid(curves[0]) / steps), float(np.trapezoid(curves[1]) / steps)
 
 
+def _figure(value: float) -> float | None:
+    return None if np.isnan(value) else round(value, 4)
+
+
 @dataclass
 class EvalRow:
     method: str
@@ -184,12 +188,13 @@ class EvalRow:
     curves: CurveScore
 
     def to_json(self) -> dict[str, object]:
+        """Figures rounded to 4 places; one with nothing to average over (`--images 0`) is null, not NaN."""
         return {
             "method": self.method,
-            "pointing": round(self.pointing.pointing, 4),
-            "energy": round(self.pointing.mean_energy, 4),
-            "deletion_auc": round(self.curves.mean_deletion, 4),
-            "insertion_auc": round(self.curves.mean_insertion, 4),
+            "pointing": _figure(self.pointing.pointing),
+            "energy": _figure(self.pointing.mean_energy),
+            "deletion_auc": _figure(self.curves.mean_deletion),
+            "insertion_auc": _figure(self.curves.mean_insertion),
             "queries": self.pointing.queries,
             "auc_images": self.curves.images,
         }

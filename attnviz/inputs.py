@@ -12,6 +12,7 @@ from attnviz.images import is_image_name
 from attnviz.outputs import default_output_name
 
 STDIN = "-"
+NUL_HINT = "paths on stdin are NUL-separated (first: {first}); give -0 (--null) to read find -print0 output"
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,21 @@ def mirrored(path: str) -> PurePath:
 
 
 def expand(arguments: Iterable[str], stdin: BinaryIO | None = None, null_separated: bool = False) -> Iterator[Job]:
-    """Jobs in argument order: files as given, folders walked, `-` read from stdin."""
+    """Jobs in argument order: files as given, folders walked, `-` read from stdin.
+
+    Outputs mirror a folder's files relative to that folder and stdin's paths as given (root and `..` removed); a
+    file argument's output takes its name alone.
+    """
     for argument in arguments:
         if argument == STDIN:
             if stdin is None:
                 continue
             for path in read_paths(stdin, null_separated):
-                yield Job(path, mirrored(path))
+                if "\0" in path:  # `find -print0` without -0: all the paths arrive as one line
+                    first = path.split("\0", 1)[0]
+                    yield Job(first, PurePath("image"), error=NUL_HINT.format(first=first))
+                else:
+                    yield Job(path, mirrored(path))
         elif os.path.isdir(argument):
             found = False
             for path in walk_folder(argument):
@@ -75,8 +84,8 @@ def expand(arguments: Iterable[str], stdin: BinaryIO | None = None, null_separat
                 yield Job(path, mirrored(os.path.relpath(path, argument)))
             if not found:
                 yield Job(argument, mirrored(argument), error=f"{argument}: found no image files in this folder")
-        else:
-            yield Job(argument, mirrored(argument))
+        else:  # a file named on the command line is named by itself in the output folder, as `cp a/x b/y dest/`
+            yield Job(argument, PurePath(mirrored(argument).name))
 
 
 def output_for(job: Job, out_dir: Path, mode: str, suffix: str) -> Path:

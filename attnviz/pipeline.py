@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,6 +23,8 @@ from attnviz.targets import resolve_target
 
 DEFAULT_MODE = Mode.concat
 DEFAULT_TOPK = 5
+#: Fewest grid cells along the shorter side of the network input.
+MIN_CELLS = 2
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,13 @@ class Prediction:
 class GridResult:
     """What the network and scorer say about one image, before anything is drawn."""
 
-    input_size: tuple[int, int]  # (w, h) fed to the network
+    input_size: tuple[int, int]  # (w, h) fed to the network for the map
     grid: tuple[int, int]  # (rows, cols)
     scores: np.ndarray  # (H', W') float32 scores (log-weights up to a constant)
     weights: np.ndarray  # (H', W') float32 attention weights, sum 1
     target: Prediction
     topk: list[Prediction]
+    classify_size: tuple[int, int] | None = None  # (w, h) of the pass that chose the classes; None: the same pass
 
 
 @dataclass
@@ -68,23 +72,54 @@ class Query(str, Enum):
 
 
 class Explainer:
-    """Holds one encoder and its scorer, so a batch of images pays for loading them once."""
+    """Holds one encoder and its scorer, so a batch of images pays for loading them once.
+
+    `encoder` is a registry name (with `weights`, a local state dict) or an `Encoder`; `head` is a file from
+    `attnviz fit`, whose mode is used when `mode` is not given. `device="auto"` picks CUDA, then MPS, then the CPU,
+    as the command line does. Named encoders are cached per name and weights; a non-CPU device gets its own copy,
+    so one explainer never moves another's network.
+    """
 
     def __init__(
         self,
         encoder: str | Encoder = DEFAULT_ENCODER,
-        mode: Mode | str = DEFAULT_MODE,
+        mode: Mode | str | None = None,
         size: int = DEFAULT_SIZE,
         topk: int = DEFAULT_TOPK,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         query: Query | str = Query.auto,
         scorer: Scorer | None = None,
+        classify_size: int | None = None,
+        *,
+        weights: str | None = None,
+        head: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.encoder = _cached_encoder(encoder) if isinstance(encoder, str) else encoder
-        self.mode = Mode(mode)
+        self.device = torch.device(pick_device(str(device)))
+        if isinstance(encoder, str):
+            encoder = _cached_encoder(encoder, weights)
+            if self.device.type != "cpu":
+                encoder = copy.deepcopy(encoder)
+        self.encoder = encoder
+        if head is not None:
+            from attnviz.heads import head_mode, load_head
+
+            fitted = head_mode(head)
+            if mode is not None and Mode(mode) is not fitted:
+                raise UsageError(f"{os.fspath(head)} is a {fitted.value} head, not {Mode(mode).value}")
+            mode, scorer = fitted, load_head(head, self.encoder, fitted)
+        self.mode = Mode(mode) if mode is not None else DEFAULT_MODE
         self.size = size
+        #: Shorter side of the pass that ranks the classes: the encoder's trained scale unless told otherwise.
+        #: A network recognises best at the scale it was trained at, and draws a finer map at a larger one.
+        self.classify_size = classify_size or self.encoder.trained_size
+        stride = self.encoder.stride
+        for option, value in (("--size", size), ("--classify-size", self.classify_size)):
+            if value < MIN_CELLS * stride:  # a 1-cell grid has no "where": the aspect ratio would be lost too
+                raise UsageError(
+                    f"{option} {value} is under {MIN_CELLS} cells of encoder {self.encoder.name}'s stride {stride}; "
+                    f"use at least {MIN_CELLS * stride}"
+                )
         self.topk = max(1, min(topk, len(self.encoder.labels)))
-        self.device = torch.device(device)
         self.encoder.to(self.device)
         vectors = self.encoder.class_vectors()
         self.query = Query(query)
@@ -99,17 +134,31 @@ class Explainer:
     def target_index(self, target: str | int | None) -> int | None:
         return None if target is None else resolve_target(target, self.encoder.labels)
 
+    @property
+    def two_pass(self) -> bool:
+        return self.classify_size != self.size
+
     def preprocess(self, image: Image.Image) -> Tensor:
         return self.encoder.preprocess(image, self.size)  # (3, h, w)
 
-    def infer(self, batch: Tensor, targets: list[int | None]) -> list[GridResult]:
+    def preprocess_classify(self, image: Image.Image) -> Tensor | None:
+        """The picture at the recognition scale, or None when that is the map's own pass."""
+        return self.encoder.preprocess(image, self.classify_size) if self.two_pass else None  # (3, h', w')
+
+    def infer(self, batch: Tensor, targets: list[int | None], recognise: Tensor | None = None) -> list[GridResult]:
         """(B, 3, h, w) preprocessed images of one size -> one `GridResult` each (target or top-1)."""
         classes = None if all(t is None for t in targets) else [[t] if t is not None else [] for t in targets]
-        return [maps[0] for maps in self.infer_classes(batch, classes, top=1)]
+        return [maps[0] for maps in self.infer_classes(batch, classes, top=1, recognise=recognise)]
 
-    def infer_classes(self, batch: Tensor, classes: list[list[int]] | None, top: int = 1) -> list[list[GridResult]]:
-        """One forward pass, then one map per requested class of each image (its top `top` classes when the
-        list for it is empty or `classes` is None)."""
+    def infer_classes(
+        self, batch: Tensor, classes: list[list[int]] | None, top: int = 1, recognise: Tensor | None = None
+    ) -> list[list[GridResult]]:
+        """One map per requested class of each image (its top `top` classes when the list for it is empty or
+        `classes` is None).
+
+        `recognise` is the same pictures at the recognition scale (`preprocess_classify`): when given, the classes
+        and probabilities come from a pass over it, and the maps from the pass over `batch`.
+        """
         x = batch.to(self.device)
         if self.query is Query.classifier:
             with torch.inference_mode():
@@ -117,7 +166,13 @@ class Explainer:
         else:
             with torch.enable_grad():
                 features, logits = self.encoder(x, track_features=True)
-        probs = torch.softmax(logits.detach().float(), dim=-1)  # (B, K)
+        classify_size = None
+        ranking = logits.detach()
+        if recognise is not None:
+            classify_size = (int(recognise.shape[3]), int(recognise.shape[2]))
+            with torch.inference_mode():
+                _, ranking = self.encoder(recognise.to(self.device))  # (B, K)
+        probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
         top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
         chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
         queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
@@ -143,6 +198,7 @@ class Explainer:
                         weights=weights[m],
                         target=Prediction(index, labels[index], float(probs[i, index])),
                         topk=topk[: self.topk],
+                        classify_size=classify_size,
                     )
                 )
                 m += 1
@@ -175,18 +231,61 @@ class Explainer:
 
     def explain(
         self,
-        image: Image.Image,
+        image: Picture,
         target: str | int | None = None,
         interpolation: render.Interpolation | str = render.Interpolation.bilinear,
     ) -> Explanation:
-        image = image.convert("RGB")
-        result = self.infer(self.preprocess(image)[None], [self.target_index(target)])[0]
+        """Where the encoder finds the evidence for `target` (default: its top-1 class) in one picture: a path, a
+        Pillow image, an (H, W, 3) or (H, W) numpy array, or a (3, H, W) tensor (uint8, or floats in [0, 1])."""
+        image = as_picture(image)
+        small = self.preprocess_classify(image)
+        recognise = None if small is None else small[None]
+        result = self.infer(self.preprocess(image)[None], [self.target_index(target)], recognise)[0]
         return self.draw(result, image.width, image.height, interpolation)
 
 
 @lru_cache(maxsize=4)
-def _cached_encoder(name: str) -> Encoder:
-    return create_encoder(name)
+def _cached_encoder(name: str, weights: str | None = None) -> Encoder:
+    return create_encoder(name, weights)
+
+
+Picture = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
+
+
+def as_picture(image: Picture) -> Image.Image:
+    """An RGB Pillow image from any of the forms `Explainer.explain` takes."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image).image
+    if isinstance(image, Tensor):
+        tensor = image.detach().cpu()
+        if tensor.dim() == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
+            raise UsageError(f"a tensor picture must be (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+        image = tensor.permute(1, 2, 0).numpy()  # (H, W, 3)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise UsageError(f"a numpy picture must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise UsageError(f"a picture array must be uint8, or floats in [0, 1]; got {array.dtype}")
+        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+def pick_device(name: str) -> str:
+    """`auto`: CUDA, then Apple's MPS, then the CPU. A named device that is missing is a usage error."""
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    kind = name.split(":")[0]
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not mps):
+        raise UsageError(f"--device {name}: no {kind.upper()} device is available")
+    return name
 
 
 def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
@@ -236,20 +335,21 @@ def data_free_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifi
 
 
 def explain(
-    image: str | os.PathLike[str] | Image.Image,
-    mode: Mode | str = DEFAULT_MODE,
+    image: Picture,
+    mode: Mode | str | None = None,
     target: str | int | None = None,
     encoder: str | Encoder = DEFAULT_ENCODER,
     size: int = DEFAULT_SIZE,
     interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+    device: str = "auto",
 ) -> Explanation:
     """Explain one picture: where `encoder` finds the evidence for `target` (default: its top-1 class).
 
-    `image` is a path or a Pillow image. The result holds the (H', W') attention weights, the map upsampled to the
-    picture's size, the target with its probability, and the top-k predictions.
+    `image` is a path, a Pillow image, a numpy array or a tensor (see `Explainer.explain`). The result holds the
+    (H', W') attention weights, the map upsampled to the picture's size, the target with its probability, and the
+    top-k predictions, ranked at the encoder's trained scale.
     """
-    picture = image if isinstance(image, Image.Image) else load_image(image).image
-    return Explainer(encoder, mode, size).explain(picture, target, interpolation)
+    return Explainer(encoder, mode, size, device=device).explain(image, target, interpolation)
 
 
 __all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query", "explain"]

@@ -6,7 +6,10 @@ from a local file given with --weights.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +18,7 @@ from torch import Tensor, nn
 from attnviz.encoders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    TRAINED_SIZE,
     Encoder,
     TimmEncoder,
     imagenet_labels,
@@ -114,6 +118,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
     transforms = default.transforms()
     resample = "bicubic" if "BICUBIC" in str(getattr(transforms, "interpolation", "")) else "bilinear"
     mean, std = tuple(transforms.mean), tuple(transforms.std)
+    trained_size = _first_int(getattr(transforms, "crop_size", None), TRAINED_SIZE)
     if weights is not None:
         state = load_state_dict(weights)
         with torch.device("meta"):
@@ -122,10 +127,17 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
         model = get_model(name, weights=None, num_classes=classes)
         load_into(model, state, weights, name)
         labels = default.meta["categories"] if classes == len(default.meta["categories"]) else _numbered(classes)
-        return TorchvisionEncoder(name, model, list(labels), mean=mean, std=std, resample=resample)
+        return TorchvisionEncoder(
+            name, model, list(labels), mean=mean, std=std, resample=resample, trained_size=trained_size
+        )
     cached = _cached_file(default.url)
+    # torch.hub prints "Downloading: ..." on stdout, which belongs to --json and -o -: it goes to stderr after a
+    # download, and nowhere before a failure, which gets its own one-line error
+    said = io.StringIO()
     try:
-        model = get_model(name, weights=default)
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            model = get_model(name, weights=default)
+        sys.stderr.write(said.getvalue())
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
         reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:120]
         raise WeightsUnavailable(
@@ -133,7 +145,8 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
             f"put {os.path.basename(default.url)} there, or pass a state dict with --weights FILE"
         ) from None
     del torchvision
-    return TorchvisionEncoder(name, model, list(default.meta["categories"]), mean=mean, std=std, resample=resample)
+    categories = list(default.meta["categories"])
+    return TorchvisionEncoder(name, model, categories, mean=mean, std=std, resample=resample, trained_size=trained_size)
 
 
 def build_timm(name: str, weights: str | None) -> Encoder:
@@ -162,6 +175,7 @@ def build_timm(name: str, weights: str | None) -> Encoder:
         mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
         std=tuple(cfg.get("std", IMAGENET_STD)),
         resample="bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear",
+        trained_size=_first_int(tuple(cfg.get("input_size", ()))[1:], TRAINED_SIZE),  # (C, H, W)
     )
 
 
@@ -209,6 +223,15 @@ def _timm_pretrained(name: str) -> nn.Module:
         ) from None
     finally:
         hub.HF_HUB_OFFLINE = offline
+
+
+def _first_int(value: object, default: int) -> int:
+    """The smaller side from a size that may be an int, a sequence of sides, or missing."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+        return min(value)
+    return default
 
 
 def _numbered(classes: int) -> list[str]:
