@@ -413,6 +413,16 @@ def evaluate(
             "recognition, pointing, energy and regions. -s is then the map's size, as in `run`.",
         ),
     ] = False,
+    min_prob: Annotated[
+        float,
+        typer.Option(
+            "--min-prob",
+            min=0.0,
+            max=1.0,
+            metavar="P",
+            help="With --singles: keep photos whose object alone the encoder names with at least this probability.",
+        ),
+    ] = 0.5,
 ) -> None:
     """Rate the maps on your own photos, no labels needed: mosaic pointing game, energy, deletion and insertion.
 
@@ -424,7 +434,7 @@ def evaluate(
     if singles:
         from attnviz.commands import run_singles
 
-        print(run_singles(folder, tuple(mode or Mode), encoder, weights, size, gradcam, json))
+        print(run_singles(folder, tuple(mode or Mode), encoder, weights, size, gradcam, json, min_prob))
         return
 
     from attnviz.commands import EvalOptions, run_eval

@@ -211,7 +211,14 @@ def run_eval(
 
 
 def run_singles(
-    folder: str, modes: Sequence[Mode], encoder_name: str, weights: str | None, size: int, gradcam: bool, as_json: bool
+    folder: str,
+    modes: Sequence[Mode],
+    encoder_name: str,
+    weights: str | None,
+    size: int,
+    gradcam: bool,
+    as_json: bool,
+    min_prob: float,
 ) -> str:
     """`attnviz eval --singles`: the table (or JSON) of every way of explaining masked single photos."""
     import json
@@ -221,7 +228,7 @@ def run_singles(
     from attnviz.singles import format_singles, load_singles, singles_rows
 
     encoder = create_encoder(encoder_name, weights)
-    photos, masked = load_singles(folder, encoder, say=lambda m: print(f"attnviz: {m}", file=sys.stderr))
+    photos, masked = load_singles(folder, encoder, min_prob, say=lambda m: print(f"attnviz: {m}", file=sys.stderr))
     if not photos:
         raise UsageError(
             f"{folder}: no photo with a mask whose object the encoder recognises on its own "
@@ -238,7 +245,7 @@ def run_singles(
         return json.dumps(
             {"folder": folder, "photos": len(photos), "masked": masked, "rows": [r.to_json() for r in rows]}
         )
-    return format_singles(rows, len(photos), masked)
+    return format_singles(rows, len(photos), masked, min_prob)
 
 
 def run_fit(

@@ -216,7 +216,7 @@ def singles_rows(encoder: Encoder, modes: Sequence[Mode], size: int, gradcam: bo
     return rows
 
 
-def format_singles(rows: Sequence[SinglesRow], kept: int, masked: int) -> str:
+def format_singles(rows: Sequence[SinglesRow], kept: int, masked: int, min_prob: float = MIN_REFERENCE_PROB) -> str:
     width = max([len("method"), *(len(r.name) for r in rows)])
     lines = [f"{'method':<{width}} {'recognition':>11} {'pointing':>8} {'energy':>7} {'regions':>7}"]
     for r in rows:
@@ -224,7 +224,7 @@ def format_singles(rows: Sequence[SinglesRow], kept: int, masked: int) -> str:
         figures = f"{j['recognition']:>11.3f} {j['pointing']:>8.3f} {j['energy']:>7.3f} {j['regions']:>7.2f}"
         lines.append(f"{r.name:<{width}} {figures}")
     lines.append(
-        f"{kept} photos of {masked} with masks (the object alone recognised with p >= {MIN_REFERENCE_PROB}); "
+        f"{kept} photos of {masked} with masks (the object alone recognised with p >= {min_prob}); "
         "regions: connected areas above half the map's maximum"
     )
     return "\n".join(lines)
