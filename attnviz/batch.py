@@ -62,6 +62,7 @@ class RunOptions:
     targets: tuple[str, ...] = ()
     topk: int = 1  # maps per image: its top-k classes (when no targets are given)
     interpolation: render.Interpolation = render.Interpolation.bilinear
+    smooth: float = render.DEFAULT_SMOOTH  # Gaussian sigma of the drawn map, share of the shorter side
     colormap: str = render.DEFAULT_COLORMAP
     alpha: float = render.DEFAULT_ALPHA
     annotate: bool = False  # a caption band under each overlay: class, probability, mode, colour bar
@@ -351,7 +352,7 @@ class Runner:
         """One overlay, encoded and queued for its file (or kept for stdout); returns its JSON entry."""
         assert item.image is not None
         o = self.options
-        explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation)
+        explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation, o.smooth)
         pixels = render.overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
         if o.annotate:
             from attnviz.annotate import annotate, caption

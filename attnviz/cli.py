@@ -25,7 +25,7 @@ from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
 from attnviz.errors import AttnvizError
 from attnviz.images import DEFAULT_MAX_PIXELS
 from attnviz.pipeline import Query
-from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Interpolation
+from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, DEFAULT_SMOOTH, Interpolation
 from attnviz.scorers import Mode
 
 
@@ -96,6 +96,17 @@ LayerOption = Annotated[
     typer.Option("--layer", metavar="LAYER", help="Feature map to attend over, by module name. Default: the last."),
 ]
 QueryOption = Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")]
+SmoothOption = Annotated[
+    float,
+    typer.Option(
+        "--smooth",
+        min=0.0,
+        max=0.5,
+        metavar="SHARE",
+        help="Blur of the drawn map: Gaussian sigma as a share of the shorter side; 0 (or --interpolation "
+        "nearest) draws the cells as they are.",
+    ),
+]
 ClassifySizeOption = Annotated[
     int | None,
     typer.Option(
@@ -211,6 +222,7 @@ def run(
     interpolation: Annotated[
         Interpolation, typer.Option("--interpolation", help="How the grid is upsampled to the picture.")
     ] = Interpolation.bilinear,
+    smooth: SmoothOption = DEFAULT_SMOOTH,
     colormap: Annotated[
         str, typer.Option("--colormap", "-c", metavar="NAME", help="Any matplotlib colormap name.")
     ] = DEFAULT_COLORMAP,
@@ -268,6 +280,7 @@ def run(
         targets=tuple(target or ()),
         topk=topk,
         interpolation=interpolation,
+        smooth=smooth,
         colormap=colormap,
         alpha=alpha,
         annotate=annotate,
@@ -316,6 +329,7 @@ def compare(
     ] = DEFAULT_SIZE,
     classify_size: ClassifySizeOption = None,
     interpolation: Annotated[Interpolation, typer.Option("--interpolation")] = Interpolation.bilinear,
+    smooth: SmoothOption = DEFAULT_SMOOTH,
     colormap: Annotated[
         str, typer.Option("--colormap", "-c", metavar="NAME", help="Any matplotlib colormap.")
     ] = DEFAULT_COLORMAP,
@@ -343,6 +357,7 @@ def compare(
         size=size,
         classify_size=classify_size,
         interpolation=interpolation,
+        smooth=smooth,
         colormap=colormap,
         alpha=alpha,
         columns=columns,

@@ -35,6 +35,7 @@ class CompareOptions:
     size: int = DEFAULT_SIZE
     classify_size: int | None = None
     interpolation: render.Interpolation = render.Interpolation.bilinear
+    smooth: float = render.DEFAULT_SMOOTH
     colormap: str = render.DEFAULT_COLORMAP
     alpha: float = render.DEFAULT_ALPHA
     columns: int | None = None
@@ -77,7 +78,7 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
         recognise = None if small is None else small[None]
         maps = explainer.infer_classes(explainer.preprocess(image)[None], wanted, options.topk, recognise)[0]
         for result in maps:
-            drawn = explainer.draw(result, image.width, image.height, options.interpolation)
+            drawn = explainer.draw(result, image.width, image.height, options.interpolation, options.smooth)
             panels.append(Panel(mode.value, drawn.target, drawn.heatmap))
     figure = comparison_figure(
         image, panels, colormap=options.colormap, alpha=options.alpha, columns=options.columns, title=None
@@ -155,12 +156,15 @@ def load_folder(folder: str) -> tuple[list[str], list[Image.Image]]:
 
     from attnviz.errors import InputError
     from attnviz.inputs import walk_folder
+    from attnviz.singles import MASK_SUFFIX
 
     if not os.path.isdir(folder):
         raise UsageError(f"{folder}: not a folder")
     paths: list[str] = []
     images: list[Image.Image] = []
     for path in walk_folder(folder):
+        if path.endswith(MASK_SUFFIX):  # an object mask beside its photo (eval --singles), not a photo
+            continue
         try:
             images.append(load_image(path).image)
             paths.append(path)

@@ -118,7 +118,10 @@ def mosaic_pointing(method: Method, picture: Image.Image, classes: Sequence[int]
     what share of the map's mass lies there? Adds the answers to `score`."""
     batch = method.explainer.preprocess(picture)[None]
     for tile, (ranking, mass) in enumerate(method.grid(batch, list(classes))):
-        heat = render.upsample(render.display_map(ranking), picture.width, picture.height)
+        if method.gradcam:  # drawn as pytorch-grad-cam draws it
+            heat = render.upsample(render.display_map(ranking), picture.width, picture.height)
+        else:  # drawn as `attnviz run` draws it
+            heat = render.draw_map(ranking, picture.width, picture.height)
         x, y = render.peak(heat)
         col, row = TILE_ORIGINS[tile]
         score.queries += 1

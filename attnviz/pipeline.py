@@ -224,9 +224,14 @@ class Explainer:
         return torch.stack(rows).detach()
 
     def draw(
-        self, result: GridResult, width: int, height: int, interpolation: render.Interpolation | str
+        self,
+        result: GridResult,
+        width: int,
+        height: int,
+        interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+        smooth: float = render.DEFAULT_SMOOTH,
     ) -> Explanation:
-        heat = render.upsample(render.display_map(result.scores), width, height, interpolation)  # (H, W)
+        heat = render.draw_map(result.scores, width, height, interpolation, smooth)  # (H, W)
         return Explanation(**vars(result), heatmap=heat, peak=render.peak(heat))
 
     def explain(

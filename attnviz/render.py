@@ -54,6 +54,51 @@ def upsample(
     return out[0, 0].clamp_(0.0, 1.0).numpy()  # bicubic overshoots; the map stays in [0, 1]
 
 
+#: Default smoothing of the drawn map: Gaussian sigma as a share of the picture's shorter side. Chosen on masked
+#: single photos (scripts/display_study.py): the peak lands on the object for 0.97 of them against 0.80 unsmoothed,
+#: with 1.05 regions above half the peak against 1.08, for 0.42 of the drawn mass inside the object against 0.45.
+DEFAULT_SMOOTH = 0.04
+#: The grid is smoothed at this many times its own resolution, then resized to the picture: the same map as
+#: smoothing at the picture's size (measured), at a cost that does not grow with the photo.
+_SMOOTH_ZOOM = 8
+
+
+def gaussian_blur(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w) float32 -> the same size, blurred with a separable Gaussian of `sigma` pixels (edges replicated)."""
+    radius = max(1, int(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    t = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]  # (1, 1, h, w)
+    t = F.conv2d(F.pad(t, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
+    t = F.conv2d(F.pad(t, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
+    return t[0, 0].numpy()
+
+
+def draw_map(
+    scores: np.ndarray,
+    width: int,
+    height: int,
+    interpolation: Interpolation | str = Interpolation.bilinear,
+    smooth: float = DEFAULT_SMOOTH,
+) -> np.ndarray:
+    """(H', W') scores -> (height, width) map in [0, 1], peak 1: what `attnviz run` draws.
+
+    A cell's score is drawn as evidence spread over its neighbourhood, not as a hard tile: with `smooth` > 0 the
+    map is blurred (sigma = `smooth` x the shorter side), so its peak sits where the evidence is densest rather than
+    on one hot cell at an object's edge, and an object reads as one region. `nearest` shows the cells as they are.
+    """
+    grid = display_map(scores)
+    interpolation = Interpolation(interpolation)
+    if smooth <= 0 or interpolation is Interpolation.nearest or not grid.any():
+        return upsample(grid, width, height, interpolation)
+    rows, cols = grid.shape
+    fine = upsample(grid, cols * _SMOOTH_ZOOM, rows * _SMOOTH_ZOOM, interpolation)  # (8 H', 8 W')
+    fine = gaussian_blur(fine, smooth * min(fine.shape))
+    fine /= max(float(fine.max()), 1e-12)
+    return upsample(fine, width, height, Interpolation.bilinear)
+
+
 @lru_cache(maxsize=8)
 def colormap_lut(name: str) -> np.ndarray:
     """(256, 3) uint8 colours of a matplotlib colormap."""

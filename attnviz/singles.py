@@ -31,6 +31,8 @@ from attnviz.scorers import Mode
 
 #: The network must give the cut-out alone at least this probability for the photo to count.
 MIN_REFERENCE_PROB = 0.5
+#: A photo's mask file is its name with this ending instead of its extension: `cup.jpg` -> `cup.mask.png`.
+MASK_SUFFIX = ".mask.png"
 #: Mask threshold on alpha or mask-file grey levels.
 _MASK_LEVEL = 127
 #: Regions are counted on the drawn map reduced to about this shorter side (islands smaller than that don't read).
@@ -49,7 +51,7 @@ class Single:
 def read_mask(path: str, image_size: tuple[int, int]) -> np.ndarray | None:
     """The object mask of an image: `NAME.mask.png` beside it, else its alpha channel, else None."""
     stem = Path(path)
-    mask_file = stem.with_name(stem.stem + ".mask.png")
+    mask_file = stem.with_name(stem.stem + MASK_SUFFIX)
     if mask_file.is_file():
         mask = Image.open(mask_file).convert("L")
     else:
@@ -95,7 +97,7 @@ def load_singles(
     singles: list[Single] = []
     masked = 0
     for path in walk_folder(folder):
-        if path.endswith(".mask.png"):
+        if path.endswith(MASK_SUFFIX):
             continue
         try:
             image = load_image(path).image
@@ -180,7 +182,7 @@ def explainer_row(name: str, explainer: Explainer) -> SinglesRow:
         small = explainer.preprocess_classify(image)
         recognise = None if small is None else small[None]
         result = explainer.infer_classes(explainer.preprocess(image)[None], [[reference]], recognise=recognise)[0][0]
-        heat = render.upsample(render.display_map(result.scores), image.width, image.height)
+        heat = render.draw_map(result.scores, image.width, image.height)
         return result.topk[0].index, heat
 
     return SinglesRow(name, explain)

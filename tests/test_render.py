@@ -61,3 +61,24 @@ def test_overlay_checks_alpha_and_colormap() -> None:
         render.overlay(image, heat, alpha=1.5)
     with pytest.raises(UsageError, match="unknown colormap 'nope'"):
         render.overlay(image, heat, colormap="nope")
+
+
+def test_the_drawn_map_peaks_where_the_evidence_is_densest_not_on_one_hot_cell() -> None:
+    from attnviz.render import DEFAULT_SMOOTH, draw_map
+
+    scores = np.zeros((14, 19), np.float32)
+    scores[2:9, 3:10] = 1.0  # a broad object
+    scores[12, 17] = 1.2  # one hot cell in a corner
+    raw = draw_map(scores, 190, 140, smooth=0)
+    drawn = draw_map(scores, 190, 140)
+    assert DEFAULT_SMOOTH > 0
+    x, y = render.peak(raw)
+    assert x > 160 and y > 110  # unsmoothed: the hot cell wins
+    x, y = render.peak(drawn)
+    assert 30 <= x < 100 and 20 <= y < 90  # smoothed: the object wins
+    assert drawn.max() == pytest.approx(1.0) and drawn.min() >= 0.0
+    np.testing.assert_array_equal(raw, render.upsample(render.display_map(scores), 190, 140))
+    np.testing.assert_array_equal(
+        draw_map(scores, 190, 140, "nearest"), render.upsample(render.display_map(scores), 190, 140, "nearest")
+    )
+    assert not draw_map(np.zeros((3, 4), np.float32), 40, 30).any()
