@@ -14,7 +14,8 @@ _INK, _PAPER = (20, 20, 20), (248, 248, 248)
 
 
 def caption(label: str, prob: float, mode: str) -> str:
-    return f"{label}  p={prob:.3f}  ({mode})"
+    """`espresso  p=0.687  (concat)`; of a list of synonyms (`tabby, tabby cat`) the first."""
+    return f"{label.split(',')[0].strip() or label}  p={prob:.3f}  ({mode})"
 
 
 def annotate(pixels: np.ndarray, text: str, colormap: str) -> np.ndarray:

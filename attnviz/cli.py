@@ -311,7 +311,13 @@ def compare(
         ),
     ] = None,
     mode: Annotated[
-        list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to show (repeat). Default: all three.")
+        list[Mode] | None,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="Scorers to show (repeat). Default: dot and concat (without a fitted head, general draws what concat "
+            "does), plus the --head file's mode.",
+        ),
     ] = None,
     target: Annotated[
         list[str] | None,
@@ -343,11 +349,11 @@ def compare(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing figure.")] = False,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
-    from attnviz.commands import CompareOptions
+    from attnviz.commands import COMPARE_MODES, CompareOptions
     from attnviz.commands import compare as draw_comparison
 
     options = CompareOptions(
-        modes=tuple(mode or Mode),
+        modes=tuple(mode or COMPARE_MODES),
         targets=tuple(target or ()),
         topk=topk,
         encoder=encoder,

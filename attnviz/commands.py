@@ -23,9 +23,14 @@ if TYPE_CHECKING:
     from attnviz.fit import FitReport
 
 
+#: compare's default panels. The data-free general and concat heads draw the same map (correlation 0.9999: concat
+#: is built to reproduce general), so a default figure shows dot and concat; a fitted --head adds its own mode.
+COMPARE_MODES = (Mode.dot, Mode.concat)
+
+
 @dataclass(frozen=True)
 class CompareOptions:
-    modes: tuple[Mode, ...] = tuple(Mode)
+    modes: tuple[Mode, ...] = COMPARE_MODES
     targets: tuple[str, ...] = ()
     topk: int = 1
     encoder: str = DEFAULT_ENCODER
@@ -67,7 +72,10 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
         from attnviz.heads import head_mode, load_head
 
         fitted = (head_mode(options.head), load_head(options.head, encoder, head_mode(options.head)))
-    for mode in dict.fromkeys(options.modes):
+    modes = list(dict.fromkeys(options.modes))
+    if fitted and fitted[0] not in modes:
+        modes.append(fitted[0])
+    for mode in modes:
         scorer = fitted[1] if fitted and fitted[0] is mode else None
         explainer = Explainer(
             encoder, mode, options.size, query=options.query, scorer=scorer, classify_size=options.classify_size

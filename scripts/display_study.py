@@ -58,8 +58,9 @@ def main() -> None:
         "448 min-max bilinear": lambda f, c, w, h: render.upsample(minmax(f), w, h),
         "448 softmax weights / max": lambda f, c, w, h: render.upsample(minmax(np.exp(f - f.max())), w, h),
         "224 median-max bilinear": lambda f, c, w, h: render.upsample(render.display_map(c), w, h),
-        "mean of 224 and 448": lambda f, c, w, h: 0.5
-        * (render.upsample(render.display_map(f), w, h) + render.upsample(render.display_map(c), w, h)),
+        "mean of 224 and 448": lambda f, c, w, h: (
+            0.5 * (render.upsample(render.display_map(f), w, h) + render.upsample(render.display_map(c), w, h))
+        ),
         "product of 224 and 448": lambda f, c, w, h: minmax(
             render.upsample(render.display_map(f), w, h) * render.upsample(render.display_map(c), w, h)
         ),

@@ -53,7 +53,7 @@ def test_compare_figure_has_a_panel_per_mode_and_class() -> None:
     finally:
         figures.comparison_figure = original  # type: ignore[assignment]
     modes = [m for m, _ in seen["panels"]]
-    assert modes == ["dot", "dot", "general", "general", "concat", "concat"]
+    assert modes == ["dot", "dot", "concat", "concat"]  # general draws what concat does without a fitted head
     assert seen["panels"][0][1] == 285
 
 
