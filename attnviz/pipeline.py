@@ -105,7 +105,7 @@ class Explainer:
 
             fitted = head_mode(head)
             if mode is not None and Mode(mode) is not fitted:
-                raise UsageError(f"{os.fspath(head)} is a {fitted.value} head, not {Mode(mode).value}")
+                raise UsageError(f"{os.fspath(head)}: this head is for --mode {fitted.value}, not {Mode(mode).value}")
             mode, scorer = fitted, load_head(head, self.encoder, fitted)
         self.mode = Mode(mode) if mode is not None else DEFAULT_MODE
         self.size = size

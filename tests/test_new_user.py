@@ -179,7 +179,7 @@ def test_a_head_file_sets_its_own_mode(capsysbinary, small_png: Path, tmp_path: 
     assert json.loads(out)["mode"] == "general" and Path("small.attn-general.png").is_file()
     code, _, err = run(capsysbinary, "run", small_png, *TINY, "--head", head, "-m", "concat")
     assert code == 2
-    one_error_line(err, "general head, not concat")
+    one_error_line(err, "this head is for --mode general, not concat")
 
 
 def test_nul_separated_paths_without_dash_zero_get_a_hint(capsysbinary, small_png: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
