@@ -421,6 +421,8 @@ class Runner:
 
     def run(self, arguments: list[str], stdin: BinaryIO | None) -> int:
         jobs, total, single = self.plan(arguments, stdin)
+        self.claimed = {}  # a second run of the same runner may write the same outputs again (with --overwrite)
+        self.summary = Summary()
         self.halt_after = float("inf")
         self.interrupt_pending = False
         progress = Progress(self.stderr, total, enabled=self.stderr.isatty() and not self.options.quiet and not single)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from enum import Enum
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from attnviz import __version__
 from attnviz.allocator import tune_allocator
 from attnviz.encoders import DEFAULT_ENCODER, DEFAULT_SIZE
 from attnviz.errors import AttnvizError
-from attnviz.images import DEFAULT_MAX_PIXELS
+from attnviz.images import DEFAULT_MAX_PIXELS, use_own_pixel_limit
 from attnviz.pipeline import Query
 from attnviz.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, DEFAULT_SMOOTH, Interpolation
 from attnviz.scorers import Mode
@@ -558,11 +559,25 @@ def fit(
     )
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: object = None,
+) -> None:
+    print(f"attnviz: warning: {message}".replace("\n", " "), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every expected failure is one line on stderr and an exit status, never a traceback."""
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
+    # the command line may tune its own process; the library never does
     tune_allocator()
+    use_own_pixel_limit()
+    warnings.showwarning = _one_line_warning
     try:
         # Without standalone mode click returns the status of `typer.Exit` instead of exiting.
         status = app(args=argv, prog_name="attnviz", standalone_mode=False)

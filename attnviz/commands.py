@@ -196,13 +196,10 @@ def run_eval(
     """Rows of the evaluation table, the number of mosaics and the number of images they rest on."""
     import random
 
-    import torch
-
     from attnviz.evaluate import Method, evaluate, plan_mosaics
     from attnviz.heads import head_mode, load_head
 
-    torch.manual_seed(options.seed)
-    encoder = create_encoder(options.encoder, options.weights)
+    encoder = create_encoder(options.encoder, options.weights)  # draws nothing at random: the caller's RNG stays
     _, images = load_folder(folder)
     if len(images) < 4:
         raise UsageError(f"{folder}: needs at least 4 readable images, found {len(images)}")

@@ -116,8 +116,10 @@ class Encoder(nn.Module):
         """
         from attnviz.fuse import fold_batch_norms
 
-        probe = torch.zeros(1, 3, 64, 64, device=next(self.parameters()).device)
-        fold_batch_norms(self, probe)
+        # smooth noise, not zeros: a constant picture could hide a wrong fold (seeded: no global RNG touched)
+        noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # (1, 3, 64, 64)
+        probe = noise.to(next(self.parameters()).device)
+        fold_batch_norms(self, probe, self.name)
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._channels_last = True
 

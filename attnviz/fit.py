@@ -145,8 +145,7 @@ def fit_head(
     bias = getattr(encoder.classifier(), "bias", None)
     if vectors is None:
         raise UsageError(f"encoder {encoder.name}: fitting needs a pool-then-linear head at the last layer")
-    torch.manual_seed(seed)
-    start = time.monotonic()
+    start = time.monotonic()  # every random draw below has its own seeded generator: the caller's RNG is untouched
     train, heldout = split(classes, holdout, seed)
     train_mosaics = plan_mosaics([classes[i] for i in train], max(32, 2 * len(train)), seed)
     train_mosaics = [m.renumbered(train) for m in train_mosaics]

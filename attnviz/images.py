@@ -19,10 +19,17 @@ IMAGE_EXTENSIONS = frozenset(
 #: Refuse images larger than this many pixels unless told otherwise (about 16k x 16k).
 DEFAULT_MAX_PIXELS = 268_000_000
 
-# We do our own, clearer size check before decoding; Pillow's would raise a warning or a bare error.
-Image.MAX_IMAGE_PIXELS = None
 
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, Image.DecompressionBombError)
+def use_own_pixel_limit() -> None:
+    """Hand the decompression-bomb guard to `load_image`'s own, clearer `max_pixels` check.
+
+    For the command line only: it changes Pillow for the whole process. A library caller keeps Pillow's guard as
+    they set it, and `load_image` applies both.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+
+
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise
     except PermissionError:
         raise InputError(f"{name}: permission denied") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, as this process has it set
+        raise InputError(f"{name}: refused by Pillow's decompression-bomb guard ({exc})") from None
     except Image.UnidentifiedImageError:
         raise InputError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except _DECODE_ERRORS as exc:

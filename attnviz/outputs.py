@@ -42,13 +42,19 @@ def default_output_name(input_path: str, mode: str, suffix: str = ".png") -> str
 
 
 def _file_mode() -> int:
-    """Permissions a plain `open()` would give a new file (mkstemp's are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """Permissions a plain `open()` would give a new file (mkstemp's are 0600), read without changing the umask.
 
-
-_FILE_MODE = _file_mode()
+    `os.umask` can only be read by setting it, which would race with other threads; Linux reports it in
+    /proc/self/status instead. Elsewhere a new file gets 0644, the mode of the usual 022 umask.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
 
 
 def encode_image(pixels: np.ndarray, fmt: str, options: dict[str, object]) -> bytes:
@@ -88,7 +94,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _file_mode())
         if overwrite:
             os.replace(tmp, final)
         else:

@@ -129,7 +129,10 @@ class Explainer:
             raise UsageError(
                 f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
             )
-        self.scorer: Scorer = (scorer or _cached_scorer(self.encoder, self.mode, self.query)).to(self.device).eval()
+        scorer = scorer or _cached_scorer(self.encoder, self.mode, self.query)
+        if self.device.type != "cpu" and scorer is _cached_scorer(self.encoder, self.mode, self.query):
+            scorer = copy.deepcopy(scorer)  # the cached one stays on the CPU for other explainers
+        self.scorer: Scorer = scorer.to(self.device).eval()
 
     def target_index(self, target: str | int | None) -> int | None:
         return None if target is None else resolve_target(target, self.encoder.labels)

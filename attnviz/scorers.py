@@ -21,6 +21,12 @@ DEFAULT_ATTN_DIM = 256
 _CONCAT_REACH = 0.3
 
 
+#: Overflowing scores are recomputed on features scaled by this power of two, at most this many times
+#: (2^-16 eight times spans float32's whole exponent range).
+_SHRINK = 2.0**-16
+_MAX_SHRINKS = 8
+
+
 class Mode(str, Enum):
     dot = "dot"
     general = "general"
@@ -47,15 +53,15 @@ class Scorer(nn.Module):
         if not (torch.isfinite(h).all() and torch.isfinite(q).all()):
             raise ComputeError("the encoder's features or the query contain NaN or infinity")
         scores = self.score(h, q)  # (B, N)
-        shrink = 0
-        while not torch.isfinite(scores).all() and shrink < 8:  # huge features overflow float32 scores
+        scaled, shrink = h, 0
+        while not torch.isfinite(scores).all() and shrink < _MAX_SHRINKS:  # huge features overflow float32 scores
             shrink += 1
-            h = h * 2.0**-16
-            scores = self.score(h, q)
+            scaled = scaled * _SHRINK  # a power of two: exact, so the ranking of the cells is unchanged
+            scores = self.score(scaled, q)
         if not torch.isfinite(scores).all():
             raise ComputeError("attention scores overflow even after rescaling the features")
         weights = torch.softmax(scores, dim=-1)  # (B, N)
-        context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)  # (B, C)
+        context = torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)  # (B, C) of the features as they are
         return Attention(scores=scores, weights=weights, context=context)
 
 

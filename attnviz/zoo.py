@@ -179,50 +179,43 @@ def build_timm(name: str, weights: str | None) -> Encoder:
     )
 
 
-def timm_weights_cached(name: str) -> bool:
+def timm_cached_file(name: str) -> str | None:
+    """The local path of timm:NAME's pretrained weights in the Hugging Face cache, or None."""
     import timm
     from huggingface_hub import try_to_load_from_cache
 
     cfg = timm.models.get_pretrained_cfg(name)
     hub_id = getattr(cfg, "hf_hub_id", None)
     if not hub_id:
-        return False
-    return any(isinstance(try_to_load_from_cache(hub_id, f), str) for f in ("model.safetensors", "pytorch_model.bin"))
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
 
 
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    import socket
-
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def timm_weights_cached(name: str) -> bool:
+    return timm_cached_file(name) is not None
 
 
 def _timm_pretrained(name: str) -> nn.Module:
-    """timm's pretrained model from the Hugging Face cache, offline when cached (no minute of network retries)."""
-    import huggingface_hub.constants as hub
+    """timm's pretrained model: from the Hugging Face cache's file when it is there (no network call at all), else
+    through the hub as timm does it (its proxies, HF_ENDPOINT and offline settings apply)."""
     import timm
 
-    cached = timm_weights_cached(name)
-    if not cached and not _reachable("huggingface.co"):
-        raise WeightsUnavailable(
-            f"pretrained weights for timm:{name} are not in the Hugging Face cache and huggingface.co cannot be "
-            "reached; download them where there is network (timm.create_model(name, pretrained=True)), or pass a "
-            "state dict with --weights FILE"
-        )
-    offline = hub.HF_HUB_OFFLINE
-    hub.HF_HUB_OFFLINE = cached or offline
+    cached = timm_cached_file(name)
     try:
+        if cached is not None:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
         return timm.create_model(name, pretrained=True)
     except Exception as exc:  # hub and network errors come in many types
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         raise WeightsUnavailable(
-            f"cannot load pretrained weights for timm:{name} ({reason}); try --weights FILE"
+            f"cannot load pretrained weights for timm:{name} ({reason}); they are not in the Hugging Face cache: "
+            "download them where there is network (timm.create_model(name, pretrained=True)), or pass a state dict "
+            "with --weights FILE"
         ) from None
-    finally:
-        hub.HF_HUB_OFFLINE = offline
 
 
 def _first_int(value: object, default: int) -> int:

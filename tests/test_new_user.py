@@ -227,8 +227,9 @@ def test_explain_takes_a_path_an_image_an_array_and_a_tensor(samples: Path) -> N
 
 
 def test_explainer_takes_weights_and_head_and_defaults_to_the_cli_device(tmp_path: Path) -> None:
-    from attnviz.heads import save_head
     from safetensors.torch import save_file
+
+    from attnviz.heads import save_head
 
     encoder = create_encoder("tiny_test")
     weights = tmp_path / "w.safetensors"
