@@ -1,4 +1,10 @@
-"""attnviz: where does a CNN look? Soft-attention heat maps over a pretrained encoder's spatial grid."""
+"""attnviz: where does a CNN look? Soft-attention heat maps over a pretrained encoder's spatial grid.
+
+The pipeline, stage by stage: `io` (pictures in, files out) -> `models` (encoder: features and logits) ->
+`attention` (class query and scorer: weights over the grid) -> `render` (the map drawn over the photo) ->
+`batch` (many inputs on parallel lanes). `explainer` ties one picture's stages together; `quality` measures the
+maps; `commands` and `cli` are what the `attnviz` command runs.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from attnviz.pipeline import Explainer, Explanation, explain
+    from attnviz.explainer import Explainer, explain
+    from attnviz.results import Explanation
 
 __all__ = ["Explainer", "Explanation", "__version__", "explain"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `attnviz --help` and argument errors answer before torch is imported.
-    if name in ("explain", "Explainer", "Explanation"):
-        from attnviz import pipeline
+    if name in ("explain", "Explainer"):
+        from attnviz import explainer
 
-        return getattr(pipeline, name)
+        return getattr(explainer, name)
+    if name == "Explanation":
+        from attnviz.results import Explanation
+
+        return Explanation
     raise AttributeError(name)

@@ -42,9 +42,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from attnviz.allocator import tune_allocator
-from attnviz.batch import Runner, RunOptions
-from attnviz.encoders import create_encoder
+from attnviz.batch.options import RunOptions
+from attnviz.batch.runner import Runner
+from attnviz.cli.process import tune_allocator
+from attnviz.models.registry import create_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "sample_images"

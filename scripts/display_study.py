@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from attnviz import render
-from attnviz.encoders import create_encoder
-from attnviz.pipeline import Explainer
-from attnviz.scorers import Mode
-from attnviz.singles import count_regions, load_singles
+from attnviz.explainer import Explainer
+from attnviz.models.registry import create_encoder
+from attnviz.options import Mode
+from attnviz.quality.singles import count_regions, load_singles
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attnviz.encoders import Encoder, create_encoder
+from attnviz.models.base import Encoder
+from attnviz.models.registry import create_encoder
 
 STAMPS_PACKAGE = "tuxpaint-stamps-default"
 STAMPS_ROOT = "usr/share/tuxpaint/stamps"

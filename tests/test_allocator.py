@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from attnviz.allocator import tune_allocator
+from attnviz.cli.process import tune_allocator
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnviz.cli import main
-from tests.conftest import errors_on_threads
-
-TINY = ["--encoder", "tiny_test", "--size", "64"]
+from helpers import SUBPROCESS_SETUP, TINY, errors_on_threads, run
 
 
 def make_photo(path: Path, seed: int = 0, size: tuple[int, int] = (48, 32)) -> Path:
@@ -35,19 +32,6 @@ def tree(tmp_path: Path) -> Path:
     (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "notes.txt").write_text("not an image, skipped quietly")
     return root
-
-
-def run(
-    capsysbinary: pytest.CaptureFixture[bytes], *args: object, stdin: bytes | None = None
-) -> tuple[int, bytes, str]:
-    if stdin is not None:
-        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        sys.stdin = sys.__stdin__
-    out, err = capsysbinary.readouterr()
-    return code, out, err.decode()
 
 
 def test_folder_is_mirrored_and_broken_files_do_not_stop_it(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -192,7 +176,7 @@ def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) 
     out = tmp_path / "out"
     # Each unit of work takes at least 50 ms, so however fast the machine, the run is still going when Ctrl-C comes.
     script = (
-        "import sys, time; import tests.conftest; from attnviz.batch import Runner; from attnviz.cli import main\n"
+        SUBPROCESS_SETUP + "import time; from attnviz.batch.runner import Runner; from attnviz.cli import main\n"
         "process = Runner.process\n"
         "Runner.process = lambda self, chunk: (time.sleep(0.05), process(self, chunk))[1]\n"
         "sys.exit(main(sys.argv[1:]))"
@@ -235,7 +219,7 @@ def records_of(stdout: bytes) -> list[dict[str, object]]:
 
 
 def test_batches_split_where_the_picture_size_changes(capsysbinary, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from attnviz.pipeline import Explainer
+    from attnviz.explainer import Explainer
 
     for i, size in enumerate([(48, 32), (48, 32), (32, 48), (48, 32), (48, 32)]):
         make_photo(tmp_path / "in" / f"{i}.png", i, size)
@@ -264,8 +248,8 @@ def test_each_lane_gets_its_share_of_the_cores(capsysbinary, tmp_path: Path, mon
 
     import torch
 
-    from attnviz import batch
-    from attnviz.pipeline import Explainer
+    from attnviz.batch import runner as batch
+    from attnviz.explainer import Explainer
 
     for i in range(6):
         make_photo(tmp_path / "in" / f"{i}.png", i)
@@ -302,7 +286,7 @@ def test_a_chosen_layer_is_captured_per_thread() -> None:
     """Two lanes running the network at once each get their own layer's features and gradients."""
     import torch
 
-    from attnviz.encoders import create_encoder
+    from attnviz.models.registry import create_encoder
 
     encoder = create_encoder("efficientnet_lite0", layer="blocks.5")
     pictures = [torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(i)) for i in range(2)]
@@ -321,14 +305,16 @@ def test_a_chosen_layer_is_captured_per_thread() -> None:
 def test_ctrl_c_while_files_are_written_waits_for_them(tmp_path: Path) -> None:
     import signal
 
-    from attnviz.batch import Runner, RunOptions
+    from attnviz.batch.options import RunOptions
+    from attnviz.batch.runner import Runner
 
     runner = Runner(RunOptions(encoder="tiny_test", size=64, output=str(tmp_path)), io.BytesIO(), io.StringIO())
-    with runner.deferred_interrupts():
-        runner.writing = True
+    writer = runner.writer
+    with writer.deferred_interrupts():
+        writer.writing = True
         os.kill(os.getpid(), signal.SIGINT)  # held back: the files of the input being written come first
-        assert runner.interrupt_pending
-        runner.writing = False
+        assert writer.interrupt_pending
+        writer.writing = False
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             for _ in range(1000):  # the handler runs between bytecodes of this thread
@@ -347,7 +333,7 @@ def test_a_file_where_an_output_folder_should_be_is_a_one_line_error(capsysbinar
 
 
 def test_out_of_memory_fails_that_image_only(capsysbinary, tree: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from attnviz.pipeline import Explainer
+    from attnviz.explainer import Explainer
 
     infer = Explainer.infer_classes
 
@@ -370,7 +356,7 @@ def test_paths_from_a_slow_pipe_are_reported_as_they_are_done(tmp_path: Path) ->
     import threading
 
     first, second = make_photo(tmp_path / "in" / "1.png", 1), make_photo(tmp_path / "in" / "2.png", 2)
-    script = "import sys; import tests.conftest; from attnviz.cli import main; sys.exit(main(sys.argv[1:]))"
+    script = SUBPROCESS_SETUP + "from attnviz.cli import main; sys.exit(main(sys.argv[1:]))"
     command = [sys.executable, "-c", script, "run", "-", "-o", str(tmp_path / "out"), "--json", *TINY]
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

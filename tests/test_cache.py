@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnviz.cache import cached_tensor, fingerprint
+from attnviz.attention.cache import cached_tensor, fingerprint
 
 
 def test_cached_tensor_computes_once_then_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

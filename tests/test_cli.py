@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnviz.cli import main
-
-TINY = ["--encoder", "tiny_test", "--size", "64"]
-
-
-def run(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
-    code = main([str(a) for a in args])
-    out, err = capsysbinary.readouterr()
-    return code, out, err.decode()
+from helpers import TINY, run
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +115,7 @@ def test_output_folder_for_one_image(capsysbinary, small_png: Path) -> None:  # 
         (["--target", "zebra"], "no class matches 'zebra'"),
         (["--target", "o"], "matches 4 classes"),
         (["--target", "99"], "target 99 is out of range"),
-        (["--alpha", "2"], "Invalid value for '--alpha'"),
+        (["--alpha", "2"], "--alpha must be between 0 and 1"),
         (["--colormap", "nope"], "unknown colormap 'nope'"),
         (["-o", "x.gif"], "cannot tell the output format from 'x.gif'"),
         (["--frobnicate"], "No such option: --frobnicate"),

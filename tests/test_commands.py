@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attnviz.cli import main
+from attnviz.cli.app import main
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_images" / "chelsea.png"
 
@@ -37,8 +37,8 @@ def test_compare_pdf_svg_topk_and_errors(capsys) -> None:  # type: ignore[no-unt
 
 
 def test_compare_figure_has_a_panel_per_mode_and_class() -> None:
-    import attnviz.compare as figures
-    from attnviz.commands import CompareOptions, compare
+    import attnviz.render.figures as figures
+    from attnviz.commands.compare import CompareOptions, compare
 
     seen = {}
     original = figures.comparison_figure

@@ -8,12 +8,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from attnviz import compare
-from attnviz.compare import Panel, comparison_figure, save_figure
 from attnviz.errors import OutputError, UsageError
-from attnviz.pipeline import Explainer, Prediction
-from attnviz.scorers import Mode
-from tests.conftest import errors_on_threads
+from attnviz.explainer import Explainer
+from attnviz.options import Mode
+from attnviz.render import figures as compare
+from attnviz.render.figures import Panel, comparison_figure, save_figure
+from attnviz.results import Prediction
+
+from helpers import errors_on_threads
 
 BAR_LABEL = "attention (median \u2192 max)"
 

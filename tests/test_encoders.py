@@ -3,9 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnviz.encoders import Encoder, create_encoder, encoder_names, lite0_key
 from attnviz.errors import UsageError
-from tests.conftest import photo
+from attnviz.models.base import Encoder
+from attnviz.models.embedded import lite0_key
+from attnviz.models.registry import create_encoder, encoder_names
+
+from helpers import photo
 
 
 @pytest.mark.parametrize(
@@ -56,7 +59,7 @@ def test_input_size_keeps_aspect_on_stride_multiples(
 
 
 def test_default_size_gives_14_cells_on_the_short_side_of_a_4_3_photo(lite0: Encoder) -> None:
-    from attnviz.encoders import DEFAULT_SIZE
+    from attnviz.options import DEFAULT_SIZE
 
     w, h = lite0.input_size(1024, 768, DEFAULT_SIZE)
     assert h // lite0.stride >= 14 and w // lite0.stride >= 14

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
 
-from attnviz.cli import main
-from attnviz.encoders import create_encoder
+from attnviz.attention.datafree import data_free_scorer
+from attnviz.attention.heads import load_head, save_head
+from attnviz.cli.app import main
 from attnviz.errors import InputError, UsageError
-from attnviz.heads import load_head, save_head
-from attnviz.pipeline import data_free_scorer
-from attnviz.scorers import Mode
+from attnviz.models.registry import create_encoder
+from attnviz.options import Mode
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+from helpers import SAMPLES, Evil
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +130,10 @@ def test_head_round_trip_and_refusals(tmp_path: Path) -> None:
         save_head(data_free_scorer(encoder, Mode.dot), encoder, tmp_path / "d.safetensors")
 
 
-class _Evil:
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (os.system, ("touch pwned",))
-
-
 def test_a_pickled_head_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    Path("evil.safetensors").write_bytes(pickle.dumps(_Evil()))
-    Path("evil.pt").write_bytes(pickle.dumps(_Evil()))
+    Path("evil.safetensors").write_bytes(pickle.dumps(Evil()))
+    Path("evil.pt").write_bytes(pickle.dumps(Evil()))
     for head in ("evil.safetensors", "evil.pt"):
         code = main(["run", str(SAMPLES / "coffee.png"), "--mode", "general", "--head", head, "-o", "o.png"])
         err = capsys.readouterr().err
@@ -149,7 +143,7 @@ def test_a_pickled_head_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize(("rows", "cols"), [(14, 14), (7, 7), (3, 5)])
 def test_tile_regions_cover_the_grid_once(rows: int, cols: int) -> None:
-    from attnviz.fit import tile_masks
+    from attnviz.quality.fit import tile_masks
 
     masks = tile_masks(rows, cols)  # (4, N)
     assert masks.shape == (4, rows * cols)
@@ -160,9 +154,9 @@ def test_concat_fit_moves_the_projections_and_keeps_the_tanh_pairs(photos: Path,
     import torch
     from torch.nn.utils import parametrize
 
-    from attnviz.commands import load_folder, tile_classes
-    from attnviz.fit import fit_head
-    from attnviz.scorers import TanhPairs
+    from attnviz.attention.scorers import TanhPairs
+    from attnviz.commands.quality import load_folder, tile_classes
+    from attnviz.quality.fit import fit_head
 
     _, images = load_folder(str(photos))
     classes = tile_classes(lite0, images, 224)
@@ -177,7 +171,7 @@ def test_concat_fit_moves_the_projections_and_keeps_the_tanh_pairs(photos: Path,
 def test_tanh_pairs_refuse_a_head_whose_units_are_not_paired() -> None:
     import torch
 
-    from attnviz.scorers import TanhPairs
+    from attnviz.attention.scorers import TanhPairs
 
     pairs = TanhPairs(enc_dim=3)
     weight = pairs(torch.randn(2, 3), torch.randn(2, 4))  # (8, 7)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from attnviz.encoders import Encoder, TimmEncoder
-from attnviz.fuse import FoldingWarning, conv_bn_pairs, fold_batch_norms
-from attnviz.pipeline import Explainer
-from attnviz.zoo import TorchvisionEncoder
+from attnviz.explainer import Explainer
+from attnviz.models.base import Encoder
+from attnviz.models.folding import FoldingWarning, conv_bn_pairs, fold_batch_norms
+from attnviz.models.timm_models import TimmEncoder
+from attnviz.models.torchvision_models import TorchvisionEncoder
 
 #: Families with batch norms in every arrangement: plain, dense concatenation, dual paths, residual, depthwise,
 #: squeeze-excitation, grouped, re-parameterisable branches; and one without any batch norm.
@@ -108,7 +109,7 @@ def test_a_conv_whose_output_has_another_reader_is_not_folded() -> None:
 
 
 def test_a_fold_that_changes_the_output_is_undone_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    import attnviz.fuse as fuse
+    import attnviz.models.folding as fuse
 
     model = randomise_norms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
     probe = torch.rand(1, 3, 8, 8)

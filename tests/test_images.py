@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from attnviz.errors import InputError
-from attnviz.images import load_image, to_rgb
+from attnviz.io.images import load_image, to_rgb
 
 
 def save(path: Path, image: Image.Image, **options: object) -> Path:

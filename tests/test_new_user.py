@@ -12,27 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-import attnviz
-from attnviz.cli import main
-from attnviz.encoders import create_encoder
-from attnviz.pipeline import Explainer, Query, data_free_scorer, pick_device
-from attnviz.scorers import Mode
+from attnviz.attention.datafree import data_free_scorer
+from attnviz.errors import UsageError
+from attnviz.explainer import Explainer
+from attnviz.models.devices import pick_device
+from attnviz.models.registry import create_encoder
+from attnviz.options import Mode, Query
 
-TINY = ["--encoder", "tiny_test", "--size", "64"]
+from helpers import TINY, one_error_line, run
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(capsysbinary: pytest.CaptureFixture[bytes], *args: object) -> tuple[int, bytes, str]:
-    code = main([str(a) for a in args])
-    out, err = capsysbinary.readouterr()
-    return code, out, err.decode()
-
-
-def one_error_line(err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("attnviz: error:"), err
-    for needle in needles:
-        assert needle in lines[0], err
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +158,7 @@ def test_a_failed_download_prints_nothing_on_stdout(capsysbinary, small_png: Pat
 
 
 def test_a_head_file_sets_its_own_mode(capsysbinary, small_png: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from attnviz.heads import save_head
+    from attnviz.attention.heads import save_head
 
     encoder = create_encoder("tiny_test")
     head = tmp_path / "g.safetensors"
@@ -222,14 +211,14 @@ def test_explain_takes_a_path_an_image_an_array_and_a_tensor(samples: Path) -> N
     ]
     for weights in maps[1:]:
         np.testing.assert_allclose(weights, maps[0], atol=1e-6)
-    with pytest.raises(attnviz.pipeline.UsageError, match=r"\(3, H, W\)"):
+    with pytest.raises(UsageError, match=r"\(3, H, W\)"):
         explainer.explain(torch.zeros(5, 8, 8))
 
 
 def test_explainer_takes_weights_and_head_and_defaults_to_the_cli_device(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from attnviz.heads import save_head
+    from attnviz.attention.heads import save_head
 
     encoder = create_encoder("tiny_test")
     weights = tmp_path / "w.safetensors"

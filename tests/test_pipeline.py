@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import attnviz
-from attnviz.encoders import Encoder
-from attnviz.pipeline import Explainer
-from attnviz.scorers import Mode
-from tests.conftest import photo, side_by_side
+from attnviz.explainer import Explainer
+from attnviz.models.base import Encoder
+from attnviz.options import Mode
+
+from helpers import photo, side_by_side
 
 
 def test_explain_api_returns_weights_map_target_and_topk(samples) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +50,7 @@ def test_modes_agree_on_the_real_encoder(lite0: Encoder) -> None:
 @pytest.mark.parametrize("mode", list(Mode))
 def test_fast_encoder_draws_the_eager_maps(lite0: Encoder, mode: Mode) -> None:
     """Folded batch norms and channels-last memory change nothing a user can see (to 1e-4)."""
-    from attnviz.encoders import create_encoder
+    from attnviz.models.registry import create_encoder
 
     eager = create_encoder(fast=False)
     image = photo("astronaut.png")

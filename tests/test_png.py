@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnviz import png
-from attnviz.png import encode_png
+from attnviz.io import png
+from attnviz.io.png import encode_png
 
 
 @pytest.fixture(params=["isal", "zlib"])

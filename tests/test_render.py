@@ -64,7 +64,8 @@ def test_overlay_checks_alpha_and_colormap() -> None:
 
 
 def test_the_drawn_map_peaks_where_the_evidence_is_densest_not_on_one_hot_cell() -> None:
-    from attnviz.render import DEFAULT_SMOOTH, draw_map
+    from attnviz.options import DEFAULT_SMOOTH
+    from attnviz.render.maps import draw_map
 
     scores = np.zeros((14, 19), np.float32)
     scores[2:9, 3:10] = 1.0  # a broad object

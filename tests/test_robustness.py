@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from attnviz import render
-from attnviz.cli import main
+from attnviz.attention.scorers import class_scorer
+from attnviz.cli.app import main
 from attnviz.errors import ComputeError
-from attnviz.images import load_image
-from attnviz.scorers import Mode, class_scorer
+from attnviz.io.images import load_image
+from attnviz.options import Mode
 
-TINY = ["--encoder", "tiny_test", "--size", "64"]
+from helpers import TINY
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:

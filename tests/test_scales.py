@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnviz.cli import main
-from attnviz.pipeline import Explainer
-from attnviz.singles import count_regions, cut_out, load_singles, read_mask, reference_class
+from attnviz.explainer import Explainer
+from attnviz.quality.singles import count_regions, cut_out, load_singles, read_mask, reference_class
 
-
-def run(capsysbinary: pytest.CaptureFixture[bytes], *args: object) -> tuple[int, bytes, str]:
-    code = main([str(a) for a in args])
-    out, err = capsysbinary.readouterr()
-    return code, out, err.decode()
+from helpers import run
 
 
 def test_classes_come_from_the_trained_scale_and_the_map_from_the_fine_one(lite0, samples: Path) -> None:

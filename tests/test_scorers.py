@@ -3,18 +3,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnviz.errors import ComputeError, UsageError
-from attnviz.scorers import (
+from attnviz.attention.scorers import (
     ConcatScorer,
     DotScorer,
     GeneralScorer,
-    Mode,
     class_scorer,
     class_subspace,
     default_concat,
     default_general,
     query_bound,
 )
+from attnviz.errors import ComputeError, UsageError
+from attnviz.options import Mode
 
 
 def corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -112,7 +112,7 @@ def test_default_concat_reproduces_general() -> None:
 
 
 def test_defaults_track_dot_on_the_real_encoder(lite0, samples) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import photo
+    from helpers import photo
 
     x = lite0.preprocess(photo("coffee.png"), 448)[None]
     features, logits = lite0(x)
@@ -127,7 +127,7 @@ def test_defaults_track_dot_on_the_real_encoder(lite0, samples) -> None:  # type
 
 def test_concat_inference_matches_an_all_float64_pass_on_the_real_encoder(lite0) -> None:  # type: ignore[no-untyped-def]
     """The float32 per-cell product must not cost the data-free concat head its float64 precision."""
-    from tests.conftest import photo
+    from helpers import photo
 
     features, logits = lite0(lite0.preprocess(photo("coffee.png"), 448)[None])
     h = features.flatten(2).transpose(1, 2)  # (1, N, C)

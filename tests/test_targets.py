@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from attnviz.errors import UsageError
-from attnviz.targets import resolve_target
-from tests.conftest import TINY_LABELS
+from attnviz.models.labels import resolve_target
+
+from helpers import TINY_LABELS
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -11,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.cli import main
-from attnviz.encoders import Encoder, create_encoder
+from attnviz.cli.app import main
 from attnviz.errors import InputError, UsageError
-from attnviz.pipeline import Explainer, Query
-from attnviz.scorers import Mode
-from tests.conftest import photo
+from attnviz.explainer import Explainer
+from attnviz.models.base import Encoder
+from attnviz.models.registry import create_encoder
+from attnviz.options import Mode, Query
+
+from helpers import Evil, photo
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +104,13 @@ def test_weights_that_do_not_fit_name_the_mismatch(tmp_path: Path, resnet18_file
         create_encoder("resnet18", weights=str(bad))
 
 
-class _Evil:
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (os.system, ("touch pwned",))
-
-
 @pytest.mark.parametrize("option", ["--weights"])
 def test_a_pickle_that_runs_code_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, option: str
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"conv1.weight": _Evil()}))
+    evil.write_bytes(pickle.dumps({"conv1.weight": Evil()}))
     code = main(["run", str(photo_path()), option, str(evil), "--encoder", "resnet18"])
     err = capsys.readouterr().err
     assert code == 1 and "refused: not a plain weights file" in err and err.count("\n") == 1
@@ -139,7 +135,7 @@ def test_layer_choice_and_errors(lite0: Encoder) -> None:
 
 
 def test_missing_pretrained_weights_say_how_to_supply_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from attnviz import zoo
+    from attnviz.models import common as zoo
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _offline)

@@ -1,0 +1,59 @@
+"""Default scorers that need no data: CAM-faithful heads built from the classifier, nothing random."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from attnviz.attention.cache import cached_tensor, fingerprint
+from attnviz.attention.scorers import DEFAULT_ATTN_DIM, DotScorer, Scorer, class_subspace, default_scorer, query_bound
+from attnviz.models.base import Encoder
+from attnviz.options import Mode, Query
+
+
+def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
+    """Largest feature value and a few gradient queries on a fixed synthetic picture (smooth coloured noise).
+
+    Needs no data: it only sets the scale at which the default concat scorer's tanh units work.
+    """
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 3, 14, 14, generator=generator)  # (1, 3, 14, 14)
+    picture = torch.nn.functional.interpolate(noise, size=(224, 224), mode="bicubic", align_corners=False)
+    mean = torch.tensor(encoder.mean).reshape(1, 3, 1, 1)
+    std = torch.tensor(encoder.std).reshape(1, 3, 1, 1)
+    x = ((picture.clamp(0, 1) - mean) / std).to(next(encoder.parameters()).device)
+    with torch.enable_grad():
+        features, logits = encoder(x, track_features=True)
+        rows = []
+        for c in logits[0].topk(classes).indices.tolist():
+            (grad,) = torch.autograd.grad(logits[0, c], features, retain_graph=True)
+            rows.append(grad[0].sum(dim=(1, 2)))
+    return float(features.detach().abs().max()), torch.stack(rows).detach().cpu()
+
+
+@lru_cache(maxsize=8)
+def cached_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:
+    return data_free_scorer(encoder, mode, query)
+
+
+def data_free_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:
+    """The default scorer of a mode for this encoder: CAM-faithful, no training, nothing random."""
+    if mode is Mode.dot:
+        return DotScorer()
+    vectors = encoder.class_vectors()
+    feature_bound = encoder.feature_bound
+    if vectors is not None:
+        vectors = vectors.detach().cpu()  # (K, C)
+        key = f"subspace-{encoder.name}-{fingerprint(vectors)}-{DEFAULT_ATTN_DIM}"
+        basis = cached_tensor(key, lambda: class_subspace(vectors))  # (A, C)
+        samples = vectors if query is Query.classifier else None
+    else:
+        basis = torch.eye(encoder.channels)  # no class subspace to project on: general is dot
+        samples = None
+    if feature_bound is None or samples is None:
+        measured, gradient_queries = calibrate(encoder)
+        feature_bound = feature_bound or 3.0 * measured
+        samples = samples if samples is not None else 3.0 * gradient_queries
+    return default_scorer(mode, basis, feature_bound, query_bound(samples, basis))

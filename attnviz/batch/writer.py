@@ -1,0 +1,129 @@
+"""The main thread's side of a run: finished inputs written whole and reported in input order, Ctrl-C held back
+while an input's files are written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import BinaryIO, TextIO
+
+import numpy as np
+
+from attnviz.batch.options import RunOptions
+from attnviz.batch.plan import Item
+from attnviz.batch.progress import Progress
+from attnviz.errors import OutputError
+from attnviz.io.outputs import write_bytes, write_npy
+
+
+@dataclass
+class Summary:
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def line(self) -> str:
+        return f"attnviz: {self.written} written, {self.skipped} skipped, {self.failed} failed"
+
+
+def one_line(message: str) -> str:
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class Writer:
+    """Writes each input's files, then reports it: one JSON line, one error line, or a `wrote ...` line."""
+
+    def __init__(
+        self, options: RunOptions, stdout: BinaryIO, stderr: TextIO, fail: Callable[[Item, str], Item]
+    ) -> None:
+        self.options = options
+        self.stdout = stdout
+        self.stderr = stderr
+        self.fail = fail
+        self.summary = Summary()
+        self.writing = False  # an input's files are being written: Ctrl-C waits until they are done
+        self.interrupt_pending = False
+
+    def write_files(self, item: Item) -> None:
+        """Scores first and the overlay last, so an overlay's presence means its input is done (--skip-existing).
+
+        Ctrl-C during these writes takes effect once they are done: an input is never left with its scores but
+        without its overlay, which a resumed run would trip over.
+        """
+        self.writing = True
+        try:
+            for path, content in item.files:
+                if isinstance(content, np.ndarray):
+                    write_npy(path, content, overwrite=self.options.overwrite)
+                else:
+                    write_bytes(path, content, overwrite=self.options.overwrite)
+        except OutputError as exc:
+            self.fail(item, str(exc))
+        finally:
+            item.files = []
+            self.writing = False
+
+    @contextmanager
+    def deferred_interrupts(self) -> Iterator[None]:
+        """While files are being written, the first Ctrl-C is held back until they are done (a second one is not)."""
+        # signals reach the main thread only; an ignored SIGINT (a background job) or an embedder's handler stays
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+
+        def on_interrupt(signum: int, frame: FrameType | None) -> None:
+            if self.writing and not self.interrupt_pending:
+                self.interrupt_pending = True
+                return
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def emit(self, item: Item, progress: Progress) -> bool:
+        """Write and report one input; returns True to stop (--fail-fast)."""
+        if item.files and item.error is None:
+            self.write_files(item)
+        progress.advance()
+        if item.error is not None:
+            self.summary.failed += 1
+            progress.clear()
+            self.message(item.error)
+            if self.options.json:
+                self.write_json({"input": item.job.input, "error": item.error})
+            return self.options.fail_fast
+        if item.skipped:
+            self.summary.skipped += 1
+        else:
+            self.summary.written += 1
+        if item.data is not None:
+            self.stdout.write(item.data)
+            self.stdout.flush()
+        elif self.options.json and item.record is not None:
+            self.write_json(item.record)
+        elif item.record is not None and not self.options.quiet and progress.total == 1:
+            maps = item.record.get("maps", [item.record])
+            for entry in maps if isinstance(maps, list) else []:
+                target = entry["target"]
+                self.stderr.write(
+                    f"wrote {entry['output']}  ({target['label']}, p={target['prob']:.3f}, peak at {entry['peak']})\n"
+                )
+        return False
+
+    def message(self, text: str) -> None:
+        self.stderr.write(f"attnviz: error: {one_line(text)}\n")
+        self.stderr.flush()
+
+    def write_json(self, record: dict[str, object]) -> None:
+        self.stdout.write(json.dumps(record).encode() + b"\n")
+        self.stdout.flush()

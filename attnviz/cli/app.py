@@ -1,0 +1,99 @@
+"""The `attnviz` command: the Typer app, its commands, and every expected failure as one line and an exit status."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+try:  # Typer 0.2x vendors its own click; older releases use the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+from attnviz import __version__
+from attnviz.cli import run as run_commands
+from attnviz.cli import study
+from attnviz.cli.options import (
+    COMPARE_EXAMPLES,
+    ENCODERS_EXAMPLES,
+    EVAL_EXAMPLES,
+    FIT_EXAMPLES,
+    LABELS_EXAMPLES,
+    RUN_EXAMPLES,
+    Command,
+)
+from attnviz.cli.process import tune_process
+from attnviz.errors import AttnvizError
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"attnviz {__version__}")
+        raise typer.Exit()
+
+
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Where does a CNN look? Soft-attention heat maps over a pretrained encoder, for one photo or a million.
+
+    \b
+    Examples:
+      attnviz run photo.jpg                     # -> photo.attn-concat.png
+      attnviz run photos/ -o maps/ --json       # a folder, one JSON line per photo
+      attnviz compare photo.jpg -o fig.pdf      # a figure for a paper
+      attnviz COMMAND --help                    # each command's options and examples
+    """
+
+
+app = typer.Typer(
+    name="attnviz",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.callback()(main_options)
+app.command(cls=Command, epilog=RUN_EXAMPLES)(run_commands.run)
+app.command(cls=Command, epilog=COMPARE_EXAMPLES)(run_commands.compare)
+app.command(cls=Command, epilog=ENCODERS_EXAMPLES)(study.encoders)
+app.command(cls=Command, epilog=LABELS_EXAMPLES)(study.labels)
+app.command(name="eval", cls=Command, epilog=EVAL_EXAMPLES)(study.evaluate)
+app.command(cls=Command, epilog=FIT_EXAMPLES)(study.fit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every expected failure is one line on stderr and an exit status, never a traceback."""
+    if hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
+    tune_process()  # the command line may tune its own process; the library never does
+    try:
+        # Without standalone mode click returns the status of `typer.Exit` instead of exiting.
+        status = app(args=argv, prog_name="attnviz", standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click_exceptions.NoArgsIsHelpError as exc:  # bare `attnviz`: the help, as written, not an error line
+        print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        return 0
+    except click_exceptions.UsageError as exc:
+        hint = f" (see attnviz {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
+        message = exc.format_message().replace("Value error, ", "")  # Typer's pydantic prefix says nothing
+        print(f"attnviz: error: {message}{hint}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("attnviz: interrupted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("attnviz: interrupted", file=sys.stderr)
+        return 130
+    except AttnvizError as exc:
+        print(f"attnviz: error: {exc}".replace("\n", "\\n"), file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 141

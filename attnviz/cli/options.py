@@ -1,0 +1,153 @@
+"""Options shared by several commands, declared once, and each command's examples. Torch-free: help is instant."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+try:  # Typer 0.2x vendors its own click; older releases use the click package
+    from typer._click import core as click_core
+except ImportError:  # pragma: no cover
+    from click import core as click_core  # type: ignore[no-redef]
+from typer.core import TyperCommand
+
+from attnviz.options import (
+    MIN_SIZE,
+    Interpolation,
+    Query,
+)
+
+
+class Command(TyperCommand):
+    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give."""
+
+    def get_help(self, ctx: click_core.Context) -> str:
+        text = re.sub(r" <(?:list\[str\]|str)>", lambda m: " " * len(m.group(0)), super().get_help(ctx))
+        return re.sub(r"\{([A-Z]+)\}", r"\1", text)  # usage line: `{INPUT}...` -> `INPUT...`
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example commands, kept as written (click rewraps paragraphs without the \\b marker)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+RUN_EXAMPLES = _examples(
+    "attnviz run photo.jpg                        # -> photo.attn-concat.png, top-1 class",
+    "attnviz run photo.jpg -m dot -t tabby -o map.png",
+    "attnviz run photo.jpg -k 3 --annotate         # three maps, each labelled",
+    "attnviz run photos/ -o maps/ --skip-existing  # a folder; resume an interrupted run",
+    "find . -name '*.jpg' | attnviz run - -o maps/ --json | jq -r .target.label",
+)
+
+
+COMPARE_EXAMPLES = _examples(
+    "attnviz compare photo.jpg                 # -> photo.compare.png, all three modes",
+    "attnviz compare photo.jpg -k 2 -o fig.pdf",
+    "attnviz compare photo.jpg -m dot -t cup -t espresso",
+)
+
+
+ENCODERS_EXAMPLES = _examples(
+    "attnviz encoders",
+)
+
+
+LABELS_EXAMPLES = _examples(
+    'attnviz labels cat          # classes whose name contains "cat"',
+    "attnviz labels -e timm:resnet50 -w my.safetensors",
+)
+
+
+EVAL_EXAMPLES = _examples(
+    "attnviz eval my_photos/                # mosaics: pointing, energy, deletion, insertion",
+    "attnviz eval my_objects/ --singles     # photos with masks: recognition, pointing, energy",
+    "attnviz eval my_photos/ --json --no-gradcam",
+)
+
+
+FIT_EXAMPLES = _examples(
+    "attnviz fit my_photos/ -m general -o head.safetensors",
+    "attnviz run photo.jpg --head head.safetensors",
+)
+
+
+ENCODER_HELP = "Encoder: efficientnet_lite0 (embedded), a torchvision name (see `attnviz encoders`) or timm:NAME."
+
+
+# Options shared by several commands, declared once.
+EncoderOption = Annotated[str, typer.Option("--encoder", "-e", metavar="NAME", help=ENCODER_HELP)]
+
+
+WeightsOption = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", metavar="FILE", help="Local state dict (.safetensors or .pth) for the encoder."),
+]
+
+
+LayerOption = Annotated[
+    str | None,
+    typer.Option("--layer", metavar="LAYER", help="Feature map to attend over, by module name. Default: the last."),
+]
+
+
+QueryOption = Annotated[Query, typer.Option("--query", help="Class query: classifier row or class-score gradient.")]
+
+
+SmoothOption = Annotated[
+    float,
+    typer.Option(
+        "--smooth",
+        min=0.0,
+        max=0.5,
+        metavar="SHARE",
+        help="Blur of the drawn map: Gaussian sigma as a share of the shorter side; 0 (or --interpolation "
+        "nearest) draws the cells as they are.",
+    ),
+]
+
+
+ClassifySizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--classify-size",
+        metavar="PIXELS",
+        min=32,
+        help="Shorter side of the pass that picks the classes and their probabilities "
+        "[default: the encoder's trained size, 224 for the default]. Equal to --size: one pass.",
+        show_default=False,
+    ),
+]
+
+
+MosaicSizeOption = Annotated[
+    int, typer.Option("--size", "-s", metavar="PIXELS", min=MIN_SIZE, help="Mosaic side fed to the network.")
+]
+
+
+SizeOption = Annotated[
+    int,
+    typer.Option(
+        "--size", "-s", min=MIN_SIZE, metavar="PIXELS", help="Shorter side of the pass that draws the map, pixels."
+    ),
+]
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        "-t",
+        metavar="CLASS",
+        help="Class index or name (unique part of it); repeat for several maps. Default: the top-1 class.",
+    ),
+]
+TopkOption = Annotated[int, typer.Option("--topk", "-k", metavar="K", help="One map for each of the top K classes.")]
+InterpolationOption = Annotated[
+    Interpolation, typer.Option("--interpolation", help="How the grid is upsampled to the picture.")
+]
+ColormapOption = Annotated[str, typer.Option("--colormap", "-c", metavar="NAME", help="Any matplotlib colormap.")]
+AlphaOption = Annotated[
+    float, typer.Option("--alpha", "-a", metavar="0-1", help="Opacity of the hottest part of the map.")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]

@@ -1,0 +1,233 @@
+"""The pipeline for one picture: picture -> encoder -> class query -> scorer -> grid weights -> drawn map."""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import lru_cache
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from attnviz import render
+from attnviz.attention.datafree import cached_scorer
+from attnviz.attention.scorers import Scorer
+from attnviz.errors import UsageError
+from attnviz.io.pictures import Picture, as_picture
+from attnviz.models.base import Encoder
+from attnviz.models.devices import pick_device
+from attnviz.models.labels import resolve_target
+from attnviz.models.registry import create_encoder
+from attnviz.options import DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Mode, Query
+from attnviz.results import Explanation, GridResult, Prediction
+
+#: Fewest grid cells along the shorter side of the network input.
+MIN_CELLS = 2
+
+
+class Explainer:
+    """Holds one encoder and its scorer, so a batch of images pays for loading them once.
+
+    `encoder` is a registry name (with `weights`, a local state dict) or an `Encoder`; `head` is a file from
+    `attnviz fit`, whose mode is used when `mode` is not given. `device="auto"` picks CUDA, then MPS, then the CPU,
+    as the command line does. Named encoders are cached per name and weights; a non-CPU device gets its own copy,
+    so one explainer never moves another's network.
+    """
+
+    def __init__(
+        self,
+        encoder: str | Encoder = DEFAULT_ENCODER,
+        mode: Mode | str | None = None,
+        size: int = DEFAULT_SIZE,
+        topk: int = DEFAULT_TOPK,
+        device: str | torch.device = "auto",
+        query: Query | str = Query.auto,
+        scorer: Scorer | None = None,
+        classify_size: int | None = None,
+        *,
+        weights: str | None = None,
+        head: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.device = torch.device(pick_device(str(device)))
+        if isinstance(encoder, str):
+            encoder = _cached_encoder(encoder, weights)
+            if self.device.type != "cpu":
+                encoder = copy.deepcopy(encoder)
+        self.encoder = encoder
+        if head is not None:
+            from attnviz.attention.heads import head_mode, load_head
+
+            fitted = head_mode(head)
+            if mode is not None and Mode(mode) is not fitted:
+                raise UsageError(f"{os.fspath(head)}: this head is for --mode {fitted.value}, not {Mode(mode).value}")
+            mode, scorer = fitted, load_head(head, self.encoder, fitted)
+        self.mode = Mode(mode) if mode is not None else DEFAULT_MODE
+        self.size = size
+        #: Shorter side of the pass that ranks the classes: the encoder's trained scale unless told otherwise.
+        #: A network recognises best at the scale it was trained at, and draws a finer map at a larger one.
+        self.classify_size = classify_size or self.encoder.trained_size
+        stride = self.encoder.stride
+        for option, value in (("--size", size), ("--classify-size", self.classify_size)):
+            if value < MIN_CELLS * stride:  # a 1-cell grid has no "where": the aspect ratio would be lost too
+                raise UsageError(
+                    f"{option} {value} is under {MIN_CELLS} cells of encoder {self.encoder.name}'s stride {stride}; "
+                    f"use at least {MIN_CELLS * stride}"
+                )
+        self.topk = max(1, min(topk, len(self.encoder.labels)))
+        self.encoder.to(self.device)
+        vectors = self.encoder.class_vectors()
+        self.query = Query(query)
+        if self.query is Query.auto:
+            self.query = Query.gradient if vectors is None else Query.classifier
+        if self.query is Query.classifier and vectors is None:
+            raise UsageError(
+                f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
+            )
+        scorer = scorer or cached_scorer(self.encoder, self.mode, self.query)
+        if self.device.type != "cpu" and scorer is cached_scorer(self.encoder, self.mode, self.query):
+            scorer = copy.deepcopy(scorer)  # the cached one stays on the CPU for other explainers
+        self.scorer: Scorer = scorer.to(self.device).eval()
+
+    def target_index(self, target: str | int | None) -> int | None:
+        return None if target is None else resolve_target(target, self.encoder.labels)
+
+    @property
+    def two_pass(self) -> bool:
+        return self.classify_size != self.size
+
+    def preprocess(self, image: Image.Image) -> Tensor:
+        return self.encoder.preprocess(image, self.size)  # (3, h, w)
+
+    def preprocess_classify(self, image: Image.Image) -> Tensor | None:
+        """The picture at the recognition scale, or None when that is the map's own pass."""
+        return self.encoder.preprocess(image, self.classify_size) if self.two_pass else None  # (3, h', w')
+
+    def infer(self, batch: Tensor, targets: list[int | None], recognise: Tensor | None = None) -> list[GridResult]:
+        """(B, 3, h, w) preprocessed images of one size -> one `GridResult` each (target or top-1)."""
+        classes = None if all(t is None for t in targets) else [[t] if t is not None else [] for t in targets]
+        return [maps[0] for maps in self.infer_classes(batch, classes, top=1, recognise=recognise)]
+
+    def infer_classes(
+        self, batch: Tensor, classes: list[list[int]] | None, top: int = 1, recognise: Tensor | None = None
+    ) -> list[list[GridResult]]:
+        """One map per requested class of each image (its top `top` classes when the list for it is empty or
+        `classes` is None).
+
+        `recognise` is the same pictures at the recognition scale (`preprocess_classify`): when given, the classes
+        and probabilities come from a pass over it, and the maps from the pass over `batch`.
+        """
+        x = batch.to(self.device)
+        if self.query is Query.classifier:
+            with torch.inference_mode():
+                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K)
+        else:
+            with torch.enable_grad():
+                features, logits = self.encoder(x, track_features=True)
+        classify_size = None
+        ranking = logits.detach()
+        if recognise is not None:
+            classify_size = (int(recognise.shape[3]), int(recognise.shape[2]))
+            with torch.inference_mode():
+                _, ranking = self.encoder(recognise.to(self.device))  # (B, K)
+        probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
+        top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
+        chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
+        queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
+        rows, cols = features.shape[-2:]
+        cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
+        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=cells.device)  # (M,)
+        with torch.inference_mode():
+            attention = self.scorer(cells[owner], queries.float())  # (M, N)
+        scores = attention.scores.reshape(-1, rows, cols).cpu().numpy()
+        weights = attention.weights.reshape(-1, rows, cols).cpu().numpy()
+        labels = self.encoder.labels
+        results: list[list[GridResult]] = []
+        m = 0
+        for i, wanted in enumerate(chosen):
+            topk = [Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)]
+            maps = []
+            for index in wanted:
+                maps.append(
+                    GridResult(
+                        input_size=(x.shape[3], x.shape[2]),
+                        grid=(rows, cols),
+                        scores=scores[m],
+                        weights=weights[m],
+                        target=Prediction(index, labels[index], float(probs[i, index])),
+                        topk=topk[: self.topk],
+                        classify_size=classify_size,
+                    )
+                )
+                m += 1
+            results.append(maps)
+        return results
+
+    def queries(self, features: Tensor, logits: Tensor, chosen: list[list[int]]) -> Tensor:
+        """(M, C) queries, one per requested map, in image-then-class order.
+
+        Gradient queries sum d(logit_c)/d(h_i) over the cells: N times Grad-CAM's channel weights, which for a
+        pool-then-linear head is exactly the classifier row, so both kinds of query give the same map there.
+        """
+        if self.query is Query.classifier:
+            vectors = self.encoder.class_vectors()
+            assert vectors is not None
+            flat = torch.tensor([c for wanted in chosen for c in wanted], device=vectors.device)
+            return vectors[flat].detach()
+        rows = []
+        for i, wanted in enumerate(chosen):
+            for c in wanted:
+                (grad,) = torch.autograd.grad(logits[i, c], features, retain_graph=True)  # (B, C, H', W')
+                rows.append(grad[i].sum(dim=(1, 2)))  # (C,)
+        return torch.stack(rows).detach()
+
+    def draw(
+        self,
+        result: GridResult,
+        width: int,
+        height: int,
+        interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+        smooth: float = render.DEFAULT_SMOOTH,
+    ) -> Explanation:
+        heat = render.draw_map(result.scores, width, height, interpolation, smooth)  # (H, W)
+        return Explanation(**vars(result), heatmap=heat, peak=render.peak(heat))
+
+    def explain(
+        self,
+        image: Picture,
+        target: str | int | None = None,
+        interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+    ) -> Explanation:
+        """Where the encoder finds the evidence for `target` (default: its top-1 class) in one picture: a path, a
+        Pillow image, an (H, W, 3) or (H, W) numpy array, or a (3, H, W) tensor (uint8, or floats in [0, 1])."""
+        image = as_picture(image)
+        small = self.preprocess_classify(image)
+        recognise = None if small is None else small[None]
+        result = self.infer(self.preprocess(image)[None], [self.target_index(target)], recognise)[0]
+        return self.draw(result, image.width, image.height, interpolation)
+
+
+@lru_cache(maxsize=4)
+def _cached_encoder(name: str, weights: str | None = None) -> Encoder:
+    return create_encoder(name, weights)
+
+
+def explain(
+    image: Picture,
+    mode: Mode | str | None = None,
+    target: str | int | None = None,
+    encoder: str | Encoder = DEFAULT_ENCODER,
+    size: int = DEFAULT_SIZE,
+    interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+    device: str = "auto",
+) -> Explanation:
+    """Explain one picture: where `encoder` finds the evidence for `target` (default: its top-1 class).
+
+    `image` is a path, a Pillow image, a numpy array or a tensor (see `Explainer.explain`). The result holds the
+    (H', W') attention weights, the map upsampled to the picture's size, the target with its probability, and the
+    top-k predictions, ranked at the encoder's trained scale.
+    """
+    return Explainer(encoder, mode, size, device=device).explain(image, target, interpolation)
+
+
+__all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query", "explain"]

@@ -1,0 +1,18 @@
+"""Where the network runs: `auto` picks CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from attnviz.errors import UsageError
+
+
+def pick_device(name: str) -> str:
+    """`auto`: CUDA, then Apple's MPS, then the CPU. A named device that is missing is a usage error."""
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    kind = name.split(":")[0]
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not mps):
+        raise UsageError(f"--device {name}: no {kind.upper()} device is available")
+    return name

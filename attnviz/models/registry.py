@@ -1,0 +1,68 @@
+"""Encoders by name: a registry that imports no model; each builder module registers itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attnviz.errors import UsageError
+from attnviz.models.base import Encoder
+from attnviz.options import DEFAULT_ENCODER
+
+EncoderFactory = Callable[[str | None], Encoder]
+
+
+_REGISTRY: dict[str, EncoderFactory] = {}
+
+
+#: Names resolved by prefix rather than listed one by one, e.g. `timm:resnet50`.
+_PREFIXES: dict[str, Callable[[str, str | None], Encoder]] = {}
+
+
+def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Register a factory taking an optional weights file path."""
+
+    def decorate(factory: EncoderFactory) -> EncoderFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def register_prefix(prefix: str, factory: Callable[[str, str | None], Encoder]) -> None:
+    _PREFIXES[prefix] = factory
+
+
+def encoder_names() -> list[str]:
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def create_encoder(
+    name: str = DEFAULT_ENCODER, weights: str | None = None, layer: str | None = None, fast: bool = True
+) -> Encoder:
+    """Build an encoder by registry name (or `timm:NAME`), in eval mode, with gradients off.
+
+    `weights` is a local state dict file (safetensors or a torch checkpoint, loaded without unpickling code).
+    `fast` folds batch norms and uses channels-last memory (see `Encoder.optimize`).
+    """
+    _load_plugins()
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        encoder = _PREFIXES[prefix](rest, weights)
+    elif name in _REGISTRY:
+        encoder = _REGISTRY[name](weights)
+    else:
+        raise UsageError(
+            f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}, or timm:NAME for any timm model"
+        )
+    encoder.eval()
+    encoder.requires_grad_(False)
+    if fast:
+        encoder.optimize()
+    encoder.use_layer(layer)
+    return encoder
+
+
+def _load_plugins() -> None:
+    """Import the builder modules, which register their encoders (the registry itself imports no model)."""
+    from attnviz.models import embedded, timm_models, torchvision_models  # noqa: F401

@@ -1,0 +1,104 @@
+"""Any timm classifier as `timm:NAME`: weights from the Hugging Face cache or a local file."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from attnviz.errors import UsageError
+from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
+from attnviz.models.common import WeightsUnavailable, classes_in_state, imagenet_labels, numbered_labels, smaller_side
+from attnviz.models.registry import register_prefix
+from attnviz.options import TRAINED_SIZE
+
+
+class TimmEncoder(Encoder):
+    """Any timm classifier: timm already splits `forward_features` from `forward_head`."""
+
+    def __init__(self, name: str, model: nn.Module, labels: list[str], **kwargs: object) -> None:
+        super().__init__(name, labels, **kwargs)  # type: ignore[arg-type]
+        self.model = model.eval()
+        self._linear = self.head_is_pool_linear()
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.model.forward_features(x)  # type: ignore[operator,no-any-return]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.model.forward_head(features)  # type: ignore[operator,no-any-return]
+
+    def classifier(self) -> nn.Linear | None:
+        head = self.model.get_classifier()  # type: ignore[operator]
+        if not isinstance(head, nn.Linear) or not getattr(self, "_linear", True):
+            return None
+        return head
+
+
+def build_timm(name: str, weights: str | None) -> Encoder:
+    import timm
+
+    from attnviz.models.weights import load_into, load_state_dict
+
+    if not name or not timm.is_model(name):
+        raise UsageError(f"unknown timm model {name!r}; see timm.list_models()")
+    if weights is not None:
+        state = load_state_dict(weights)
+        probe = timm.create_model(name, pretrained=False)
+        default_classes = int(getattr(probe, "num_classes", 1000))
+        classes = classes_in_state(state, probe, default_classes)
+        model = probe if classes == default_classes else timm.create_model(name, pretrained=False, num_classes=classes)
+        load_into(model, state, weights, f"timm:{name}")
+    else:
+        model = _timm_pretrained(name)
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    classes = int(getattr(model, "num_classes", 1000))
+    labels = imagenet_labels() if classes == 1000 else numbered_labels(classes)
+    return TimmEncoder(
+        f"timm:{name}",
+        model,
+        labels,
+        mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
+        std=tuple(cfg.get("std", IMAGENET_STD)),
+        resample="bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear",
+        trained_size=smaller_side(tuple(cfg.get("input_size", ()))[1:], TRAINED_SIZE),  # (C, H, W)
+    )
+
+
+def timm_cached_file(name: str) -> str | None:
+    """The local path of timm:NAME's pretrained weights in the Hugging Face cache, or None."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def timm_weights_cached(name: str) -> bool:
+    return timm_cached_file(name) is not None
+
+
+def _timm_pretrained(name: str) -> nn.Module:
+    """timm's pretrained model: from the Hugging Face cache's file when it is there (no network call at all), else
+    through the hub as timm does it (its proxies, HF_ENDPOINT and offline settings apply)."""
+    import timm
+
+    cached = timm_cached_file(name)
+    try:
+        if cached is not None:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+        return timm.create_model(name, pretrained=True)
+    except Exception as exc:  # hub and network errors come in many types
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise WeightsUnavailable(
+            f"cannot load pretrained weights for timm:{name} ({reason}); they are not in the Hugging Face cache: "
+            "download them where there is network (timm.create_model(name, pretrained=True)), or pass a state dict "
+            "with --weights FILE"
+        ) from None
+
+
+register_prefix("timm", build_timm)

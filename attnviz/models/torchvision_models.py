@@ -1,0 +1,131 @@
+"""torchvision classifiers by name: weights from torchvision's cache or a local file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from attnviz.errors import UsageError
+from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
+from attnviz.models.common import WeightsUnavailable, classes_in_state, numbered_labels, smaller_side
+from attnviz.models.registry import EncoderFactory, register_encoder, register_prefix
+from attnviz.options import TRAINED_SIZE
+
+#: torchvision classifiers offered by name (any other torchvision classifier works as `torchvision:NAME`).
+TORCHVISION_NAMES = ("resnet18", "resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vgg16")
+
+
+class TorchvisionEncoder(Encoder):
+    """torchvision classifiers: ResNet-style (`layer4`, `avgpool`, `fc`) or `features`/`avgpool`/`classifier`."""
+
+    def __init__(
+        self, name: str, model: nn.Module, labels: list[str], *, check_head: bool = True, **kwargs: object
+    ) -> None:
+        super().__init__(name, labels, **kwargs)  # type: ignore[arg-type]
+        self.model = model.eval()
+        self._resnet = hasattr(model, "fc") and hasattr(model, "layer4")
+        if not self._resnet and not all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
+            raise UsageError(f"encoder {name}: unsupported torchvision architecture {type(model).__name__}")
+        self._linear = self.head_is_pool_linear() if check_head else False
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        m = self.model
+        if not self._resnet:
+            return m.features(x)  # type: ignore[operator,no-any-return]
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))  # type: ignore[operator]
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))  # type: ignore[operator,no-any-return]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        m = self.model
+        pooled = m.avgpool(features)  # type: ignore[operator]
+        head = m.fc if self._resnet else m.classifier
+        if any(isinstance(layer, nn.Flatten) for layer in head.modules()):  # type: ignore[union-attr]
+            return head(pooled)  # type: ignore[operator,no-any-return]
+        return head(torch.flatten(pooled, 1))  # type: ignore[operator,no-any-return]
+
+    def classifier(self) -> nn.Linear | None:
+        head = self.model.fc if self._resnet else self.model.classifier
+        last = head[-1] if isinstance(head, nn.Sequential) else head
+        if not isinstance(last, nn.Linear) or not getattr(self, "_linear", True):
+            return None
+        return last
+
+
+def torchvision_geometry(name: str) -> tuple[int, int]:
+    """(channels, stride) of a torchvision classifier's last feature map, from shapes alone (no weights, no compute)."""
+    from torchvision.models import get_model
+
+    with torch.device("meta"):
+        model = get_model(name, weights=None)
+        encoder = TorchvisionEncoder(name, model, [], mean=IMAGENET_MEAN, std=IMAGENET_STD, check_head=False)
+        features = encoder.forward_features(torch.zeros(1, 3, 224, 224))
+    return int(features.shape[1]), 224 // int(features.shape[-1])
+
+
+def _cached_file(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def torchvision_weights_available(name: str) -> bool:
+    from torchvision.models import get_model_weights
+
+    return _cached_file(get_model_weights(name).DEFAULT.url).is_file()
+
+
+def build_torchvision(name: str, weights: str | None) -> Encoder:
+    import torchvision
+    from torchvision.models import get_model, get_model_weights
+
+    from attnviz.models.weights import load_into, load_state_dict
+
+    try:
+        default = get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        raise UsageError(f"unknown torchvision model {name!r}") from None
+    transforms = default.transforms()
+    resample = "bicubic" if "BICUBIC" in str(getattr(transforms, "interpolation", "")) else "bilinear"
+    mean, std = tuple(transforms.mean), tuple(transforms.std)
+    trained_size = smaller_side(getattr(transforms, "crop_size", None), TRAINED_SIZE)
+    if weights is not None:
+        state = load_state_dict(weights)
+        with torch.device("meta"):
+            probe = get_model(name, weights=None)
+        classes = classes_in_state(state, probe, len(default.meta["categories"]))
+        model = get_model(name, weights=None, num_classes=classes)
+        load_into(model, state, weights, name)
+        labels = default.meta["categories"] if classes == len(default.meta["categories"]) else numbered_labels(classes)
+        return TorchvisionEncoder(
+            name, model, list(labels), mean=mean, std=std, resample=resample, trained_size=trained_size
+        )
+    cached = _cached_file(default.url)
+    # torch.hub prints "Downloading: ..." on stdout, which belongs to --json and -o -: it goes to stderr after a
+    # download, and nowhere before a failure, which gets its own one-line error
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            model = get_model(name, weights=default)
+        sys.stderr.write(said.getvalue())
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+        reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:120]
+        raise WeightsUnavailable(
+            f"weights for {name} are not in torchvision's cache ({cached}) and could not be downloaded ({reason}); "
+            f"put {os.path.basename(default.url)} there, or pass a state dict with --weights FILE"
+        ) from None
+    del torchvision
+    categories = list(default.meta["categories"])
+    return TorchvisionEncoder(name, model, categories, mean=mean, std=std, resample=resample, trained_size=trained_size)
+
+
+def _factory(name: str) -> EncoderFactory:
+    return lambda weights: build_torchvision(name, weights)
+
+
+for _name in TORCHVISION_NAMES:
+    register_encoder(_name)(_factory(_name))
+register_prefix("torchvision", build_torchvision)

@@ -1,0 +1,72 @@
+"""What a user can choose, torch-free: the enums and defaults shared by the command line and the library.
+
+Importing this module costs no torch, numpy or Pillow, so `attnviz --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+DEFAULT_ENCODER = "efficientnet_lite0"
+#: Shorter side of the pass that draws the map: a 4:3 photo gives a 14 x 19 grid at stride 32.
+DEFAULT_SIZE = 448
+#: Shorter side of the pictures most ImageNet classifiers were trained on: where they recognise best.
+TRAINED_SIZE = 224
+#: Smallest --size the command line accepts; the explainer further asks for 2 cells of the encoder's stride.
+MIN_SIZE = 32
+#: Turbo: a rainbow made perceptually smooth (unlike jet), and its blue-to-red reads on warm and cool photos alike.
+DEFAULT_COLORMAP = "turbo"
+DEFAULT_ALPHA = 0.7
+#: Default smoothing of the drawn map: Gaussian sigma as a share of the picture's shorter side (see render.maps).
+DEFAULT_SMOOTH = 0.04
+#: Refuse images larger than this many pixels unless told otherwise (about 16k x 16k).
+DEFAULT_MAX_PIXELS = 268_000_000
+DEFAULT_TOPK = 5
+
+
+class Mode(str, Enum):
+    """The attention scorer."""
+
+    dot = "dot"
+    general = "general"
+    concat = "concat"
+
+
+class FitMode(str, Enum):
+    """The scorers with parameters to fit."""
+
+    general = "general"
+    concat = "concat"
+
+
+class Query(str, Enum):
+    """Where the class query comes from."""
+
+    auto = "auto"  # classifier rows when the head is pool-then-linear, else gradients
+    classifier = "classifier"
+    gradient = "gradient"
+
+
+class Interpolation(str, Enum):
+    nearest = "nearest"
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Format(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+DEFAULT_MODE = Mode.concat
+#: compare's default panels. The data-free general and concat heads draw the same map (correlation 0.9999: concat
+#: is built to reproduce general), so a default figure shows dot and concat; a fitted --head adds its own mode.
+COMPARE_MODES = (Mode.dot, Mode.concat)
