@@ -56,24 +56,38 @@ def test_format_follows_extension(capsysbinary, small_png: Path, name: str, fmt:
 
 
 @pytest.mark.parametrize(
-    "option",
+    ("option", "effect"),
     [
-        ["--interpolation", "nearest"],
-        ["--interpolation", "bicubic"],
-        ["--colormap", "viridis"],
-        ["--alpha", "0.3"],
-        ["--target", "lion"],
-        ["--target", "2"],
-        ["--mode", "general"],
-        ["--size", "96"],
+        (["--interpolation", "nearest"], "pixels"),
+        (["--interpolation", "bicubic"], "pixels"),
+        (["--smooth", "0"], "pixels"),
+        (["--colormap", "viridis"], "pixels"),
+        (["--alpha", "0.3"], "pixels"),
+        (["--target", "lion"], "target"),
+        (["--target", "2"], "target"),
+        (["--mode", "general"], "mode"),
+        (["--size", "96"], "size"),
+        (["--classify-size", "96"], "classify_size"),
     ],
 )
-def test_options_are_accepted(capsysbinary, small_png: Path, option: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_each_option_does_what_it_says(capsysbinary, small_png: Path, option: list[str], effect: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsysbinary, "run", small_png, *TINY, "--json", "-o", "base.png")
+    assert code == 0, err
+    base = json.loads(out)
     code, out, err = run(capsysbinary, "run", small_png, *TINY, *option, "--json", "-o", "x.png")
     assert code == 0, err
     record = json.loads(out)
-    if option[0] == "--target":
+    if effect == "pixels":
+        before, after = (np.asarray(Image.open(name), dtype=np.int16) for name in ("base.png", "x.png"))
+        assert np.abs(before - after).max() > 0
+    elif effect == "target":
         assert record["target"]["index"] == {"lion": 4, "2": 2}[option[1]]
+    elif effect == "mode":
+        assert record["mode"] == "general" and base["mode"] == "concat"
+    elif effect == "size":
+        assert min(record["size"]) == 96 and min(base["size"]) == 64
+    else:
+        assert min(record["classify_size"]) == 96 and min(base["classify_size"]) == 224
 
 
 def test_options_change_the_picture(capsysbinary, small_png: Path) -> None:  # type: ignore[no-untyped-def]

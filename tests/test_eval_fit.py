@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 from attnviz.attention.datafree import data_free_scorer
@@ -36,8 +37,12 @@ def test_eval_prints_every_figure_and_is_reproducible(photos: Path, capsys) -> N
     args = ["eval", str(photos), "--mosaics", "3", "--images", "2", "--size", "224", "--json", "--seed", "5"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert main(args) == 0
-    assert capsys.readouterr().out == first
+    once = ["eval", str(photos), "--mosaics", "1", "--images", "1", "--size", "224", "--json", "-m", "concat"]
+    assert main([*once, "--no-gradcam", "--seed", "5"]) == 0
+    again = capsys.readouterr().out
+    assert main([*once, "--no-gradcam", "--seed", "5"]) == 0
+    assert capsys.readouterr().out == again  # same folder, same seed: the same figures
+    assert json.loads(again)["rows"][0]["queries"] == 4
     report = json.loads(first)
     assert [r["method"] for r in report["rows"]] == ["dot", "general", "concat", "grad-cam"]
     for row in report["rows"]:
@@ -51,6 +56,25 @@ def test_eval_prints_every_figure_and_is_reproducible(photos: Path, capsys) -> N
     )
     table = capsys.readouterr().out
     assert "pointing" in table and "deletion" in table and "8 queries on 2 mosaics" in table
+
+
+def test_deletion_and_insertion_reward_the_right_order(lite0) -> None:  # type: ignore[no-untyped-def]
+    """A map's own order deletes the evidence faster and inserts it sooner than the reverse order does."""
+    import numpy as np
+
+    from attnviz.explainer import Explainer
+    from attnviz.quality.evaluate import Method, deletion_insertion
+
+    class Reversed(Method):
+        def grid(self, batch, targets):  # type: ignore[no-untyped-def]
+            return [(-ranking, mass) for ranking, mass in super().grid(batch, targets)]
+
+    explainer = Explainer(lite0, "dot", 224, classify_size=224)
+    x = lite0.preprocess(Image.open(SAMPLES / "coffee.png").convert("RGB"), 224)
+    right = deletion_insertion(Method("dot", explainer), x, 967)
+    wrong = deletion_insertion(Reversed("reversed", explainer), x, 967)
+    assert right[0] < wrong[0] and right[1] > wrong[1], (right, wrong)
+    assert np.isfinite(right).all()
 
 
 def test_eval_needs_enough_photos(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -84,6 +108,13 @@ def test_fit_reports_before_after_and_the_head_works_everywhere(
     assert 0 <= report["heldout_before"]["pointing"] <= 1 and 0 <= report["heldout_after"]["pointing"] <= 1
     assert "held-out pointing" in captured.err and ("did NOT help" in captured.err) != report["helped"]
     assert Path("h.safetensors").exists()
+    # the optimiser moved the head: an optimiser that did nothing would save the data-free start
+    encoder = create_encoder()
+    fitted, start = load_head("h.safetensors", encoder, Mode.general), data_free_scorer(encoder, Mode.general)
+    moved = [
+        not torch.equal(a, b) for a, b in zip(fitted.state_dict().values(), start.state_dict().values(), strict=True)
+    ]
+    assert any(moved)
     assert main(args) == 1 and "already exists" in capsys.readouterr().err  # never silently replaced
 
     sample = str(SAMPLES / "coffee.png")

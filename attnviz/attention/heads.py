@@ -49,6 +49,11 @@ def save_head(scorer: Scorer, encoder: Encoder, path: str | os.PathLike[str], *,
 
 def load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Scorer:
     """A saved head for this encoder and mode; anything else (corrupt, pickled, mismatched) is a one-line error."""
+    with torch.random.fork_rng(devices=[]):  # its layers are built (drawing weights) before the file's are loaded
+        return _load_head(path, encoder, mode)
+
+
+def _load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Scorer:
     from safetensors import SafetensorError, safe_open
 
     name = os.fspath(path)

@@ -42,11 +42,16 @@ def tune_process() -> None:
     """Everything the command line sets for itself: a library caller's process keeps its own settings."""
     import warnings
 
+    tune_allocator()
+    warnings.showwarning = _one_line_warning
+
+
+def own_pixel_limit() -> None:
+    """For commands that decode images: --max-pixels is the guard, checked from the header with a clear message;
+    Pillow's own would refuse less clearly. Called by the command, so `--help` never imports Pillow."""
     from attnviz.io.images import use_own_pixel_limit
 
-    tune_allocator()
-    use_own_pixel_limit()  # --max-pixels is the guard; Pillow's would refuse with a less clear message
-    warnings.showwarning = _one_line_warning
+    use_own_pixel_limit()
 
 
 def _one_line_warning(

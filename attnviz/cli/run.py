@@ -22,6 +22,7 @@ from attnviz.cli.options import (
     TopkOption,
     WeightsOption,
 )
+from attnviz.cli.process import own_pixel_limit
 from attnviz.options import (
     COMPARE_MODES,
     DEFAULT_ALPHA,
@@ -117,6 +118,7 @@ def run(
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
+    own_pixel_limit()
     from attnviz.batch.options import RunOptions
     from attnviz.batch.runner import run as run_batch
 
@@ -189,6 +191,7 @@ def compare(
     overwrite: OverwriteOption = False,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
+    own_pixel_limit()
     from attnviz.commands.compare import CompareOptions
     from attnviz.commands.compare import compare as draw_comparison
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from attnviz.cli.options import EncoderOption, MosaicSizeOption, WeightsOption
+from attnviz.cli.process import own_pixel_limit
 from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, FitMode, Mode
 
 
@@ -86,6 +87,7 @@ def evaluate(
     """
     import json as json_module
 
+    own_pixel_limit()
     if singles:
         from attnviz.commands.quality import run_singles
 
@@ -158,6 +160,7 @@ def fit(
     """Fit a general or concat head to your photos (encoder frozen); reports held-out pointing before and after."""
     import json as json_module
 
+    own_pixel_limit()
     from attnviz.commands.quality import run_fit
 
     def say(message: str) -> None:

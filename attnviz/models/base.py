@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 MAX_SIDE = 4096
 
 
+#: Side of the probe picture that measures the feature map's channels and stride: large enough that every
+#: common network (stride up to 64) still has a grid of cells there.
+GEOMETRY_PROBE = 256
+#: Side of the probes that list layers and check folded batch norms: small and fast, a 2 x 2 grid at stride 32.
+SMALL_PROBE = 64
 #: A picture more than this many times the network input's size is box-reduced before it is resampled.
 _REDUCING_GAP = 3.0
 
@@ -113,7 +118,7 @@ class Encoder(nn.Module):
         from attnviz.models.folding import fold_batch_norms
 
         # smooth noise, not zeros: a constant picture could hide a wrong fold (seeded: no global RNG touched)
-        noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # (1, 3, 64, 64)
+        noise = torch.rand(1, 3, SMALL_PROBE, SMALL_PROBE, generator=torch.Generator().manual_seed(0))  # (1, 3, 64, 64)
         probe = noise.to(next(self.parameters()).device)
         fold_batch_norms(self, probe, self.name)
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -143,7 +148,7 @@ class Encoder(nn.Module):
     def geometry(self) -> tuple[int, int]:
         """(channels, stride) of the feature map in use, measured with one small forward pass."""
         if self._geometry is None:
-            probe = 256
+            probe = GEOMETRY_PROBE
             device = next(self.parameters()).device
             with torch.inference_mode():
                 features, _ = self(torch.zeros(1, 3, probe, probe, device=device))
@@ -173,7 +178,7 @@ class Encoder(nn.Module):
         handles = [module.register_forward_hook(note) for module in names]
         try:
             with torch.inference_mode():
-                self.forward_head(self.forward_features(torch.zeros(1, 3, 64, 64)))
+                self.forward_head(self.forward_features(torch.zeros(1, 3, SMALL_PROBE, SMALL_PROBE)))
         finally:
             for handle in handles:
                 handle.remove()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from attnviz.errors import UsageError
 from attnviz.models.base import Encoder
 from attnviz.options import DEFAULT_ENCODER
@@ -47,11 +49,15 @@ def create_encoder(
     """
     _load_plugins()
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in _PREFIXES:
-        encoder = _PREFIXES[prefix](rest, weights)
-    elif name in _REGISTRY:
-        encoder = _REGISTRY[name](weights)
-    else:
+    # building a network draws its initial weights from torch's global generator: the caller's draws stay theirs
+    with torch.random.fork_rng(devices=[]):
+        if sep and prefix in _PREFIXES:
+            encoder = _PREFIXES[prefix](rest, weights)
+        elif name in _REGISTRY:
+            encoder = _REGISTRY[name](weights)
+        else:
+            encoder = None
+    if encoder is None:
         raise UsageError(
             f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}, or timm:NAME for any timm model"
         )
