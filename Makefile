@@ -18,13 +18,15 @@ $(VENV)/.installed: pyproject.toml
 demo: install ## draw where the network looks on a bundled photo -> demo/coffee.attn-concat.png
 	$(BIN)/attnviz run sample_images/coffee.png --mode concat -o demo/coffee.attn-concat.png --overwrite
 
-test: install ## run the whole test suite
-	$(BIN)/python -m pytest
+test: install ## lint, type-check and run the whole test suite
+	$(BIN)/ruff check attnviz tests scripts
+	$(BIN)/mypy attnviz tests scripts
+	$(BIN)/pytest
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check attnviz tests scripts
 	$(BIN)/ruff format --check attnviz tests scripts
-	$(BIN)/mypy attnviz
+	$(BIN)/mypy attnviz tests scripts
 
 bench: install ## throughput figures: attnviz vs the pytorch-grad-cam way vs forward-only
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

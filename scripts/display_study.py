@@ -65,13 +65,18 @@ def main() -> None:
             render.upsample(render.display_map(f), w, h) * render.upsample(render.display_map(c), w, h)
         ),
     }
+
+    def at_photo_size(share: float) -> Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]:
+        return lambda f, c, w, h: blur(render.upsample(render.display_map(f), w, h), share)
+
+    def on_grid(share: float) -> Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]:
+        return lambda f, c, w, h: render.upsample(
+            blur(render.upsample(render.display_map(f), 8 * f.shape[1], 8 * f.shape[0]), share), w, h
+        )
+
     for share in (0.02, 0.04, 0.06, 0.08):
-        ways[f"448 blurred at photo size, sigma {share:.0%}"] = lambda f, c, w, h, s=share: blur(
-            render.upsample(render.display_map(f), w, h), s
-        )
-        ways[f"448 blurred on 8x grid, sigma {share:.0%}"] = lambda f, c, w, h, s=share: render.upsample(
-            blur(render.upsample(render.display_map(f), 8 * f.shape[1], 8 * f.shape[0]), s), w, h
-        )
+        ways[f"448 blurred at photo size, sigma {share:.0%}"] = at_photo_size(share)
+        ways[f"448 blurred on 8x grid, sigma {share:.0%}"] = on_grid(share)
     ways["product 224x448, blurred on 8x grid, sigma 4%"] = lambda f, c, w, h: render.upsample(
         blur(
             minmax(

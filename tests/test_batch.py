@@ -347,7 +347,7 @@ def test_out_of_memory_fails_that_image_only(capsysbinary, tree: Path, tmp_path:
     code, stdout, err = run(capsysbinary, "run", tree, *TINY, "-o", tmp_path / "out", "--json")
     assert code == 1 and "out of memory (try --batch-size 1 or --workers 1)" in err
     records = records_of(stdout)
-    assert [r["input"].endswith("square.png") for r in records if "error" not in r] == [True]
+    assert [str(r["input"]).endswith("square.png") for r in records if "error" not in r] == [True]
 
 
 def test_paths_from_a_slow_pipe_are_reported_as_they_are_done(tmp_path: Path) -> None:

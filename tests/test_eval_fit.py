@@ -185,14 +185,16 @@ def test_concat_fit_moves_the_projections_and_keeps_the_tanh_pairs(photos: Path,
     import torch
     from torch.nn.utils import parametrize
 
-    from attnviz.attention.scorers import TanhPairs
+    from attnviz.attention.scorers import ConcatScorer, TanhPairs
     from attnviz.commands.quality import load_folder, tile_classes
     from attnviz.quality.fit import fit_head
 
     _, images = load_folder(str(photos))
     classes = tile_classes(lite0, images, 224)
-    scorer, _ = fit_head(lite0, Mode.concat, images, classes, size=224, steps=4, holdout=0.3)
-    start = data_free_scorer(lite0, Mode.concat)
+    fitted, _ = fit_head(lite0, Mode.concat, images, classes, size=224, steps=4, holdout=0.3)
+    begun = data_free_scorer(lite0, Mode.concat)
+    assert isinstance(fitted, ConcatScorer) and isinstance(begun, ConcatScorer)
+    scorer, start = fitted, begun
     assert not parametrize.is_parametrized(scorer.combine)  # a plain head again, saved like any other
     assert not torch.equal(scorer.combine.weight, start.combine.weight)  # the projections moved
     TanhPairs(scorer.enc_dim).right_inverse(scorer.combine.weight)  # and every +- pair of units is still exact

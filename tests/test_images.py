@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from attnviz.errors import InputError
 from attnviz.io.images import load_image, to_rgb
 
 
-def save(path: Path, image: Image.Image, **options: object) -> Path:
+def save(path: Path, image: Image.Image, **options: Any) -> Path:
     image.save(path, **options)
     return path
 
@@ -39,7 +40,7 @@ def test_every_mode_becomes_rgb(mode: str) -> None:
                 "I;16": np.full((8, 9), 40000, np.uint16),
                 "I": np.full((8, 9), 60000, np.int32),
                 "F": np.full((8, 9), 0.5, np.float32),
-            }[mode]
+            }[mode]  # type: ignore[arg-type]
         )
     )
     out = to_rgb(image)
