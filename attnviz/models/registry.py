@@ -40,12 +40,17 @@ def encoder_names() -> list[str]:
 
 
 def create_encoder(
-    name: str = DEFAULT_ENCODER, weights: str | None = None, layer: str | None = None, fast: bool = True
+    name: str = DEFAULT_ENCODER,
+    weights: str | None = None,
+    layer: str | None = None,
+    fast: bool = True,
+    labels: list[str] | None = None,
 ) -> Encoder:
-    """Build an encoder by registry name (or `timm:NAME`), in eval mode, with gradients off.
+    """Build an encoder by registry name, `timm:NAME`, `torchvision:NAME` or the user's `package.module:factory`,
+    in eval mode, with gradients off.
 
     `weights` is a local state dict file (safetensors or a torch checkpoint, loaded without unpickling code).
-    `fast` folds batch norms and uses channels-last memory (see `Encoder.optimize`).
+    `fast` folds batch norms and uses channels-last memory (see `Encoder.optimize`). `labels` names the classes.
     """
     _load_plugins()
     prefix, sep, rest = name.partition(":")
@@ -55,12 +60,21 @@ def create_encoder(
             encoder = _PREFIXES[prefix](rest, weights)
         elif name in _REGISTRY:
             encoder = _REGISTRY[name](weights)
+        elif (sep and "." in prefix) or (sep and prefix not in _PREFIXES and rest):
+            from attnviz.models.generic import build_imported
+
+            encoder = build_imported(name, weights)
         else:
             encoder = None
     if encoder is None:
         raise UsageError(
-            f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}, or timm:NAME for any timm model"
+            f"unknown encoder {name!r}; choose from: {', '.join(encoder_names())}, timm:NAME, torchvision:NAME, "
+            "or package.module:factory for your own model"
         )
+    if labels is not None:
+        if len(labels) != len(encoder.labels):
+            raise UsageError(f"{len(labels)} labels for the {len(encoder.labels)} classes of encoder {name}")
+        encoder.labels = list(labels)
     encoder.eval()
     encoder.requires_grad_(False)
     if fast:

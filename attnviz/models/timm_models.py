@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 from attnviz.errors import UsageError
@@ -41,25 +44,52 @@ def build_timm(name: str, weights: str | None) -> Encoder:
         raise UsageError(f"unknown timm model {name!r}; see timm.list_models()")
     if weights is not None:
         state = load_state_dict(weights)
-        probe = timm.create_model(name, pretrained=False)
+        probe = create_timm_model(name)
         default_classes = int(getattr(probe, "num_classes", 1000))
         classes = classes_in_state(state, probe, default_classes)
-        model = probe if classes == default_classes else timm.create_model(name, pretrained=False, num_classes=classes)
+        model = probe if classes == default_classes else create_timm_model(name, num_classes=classes)
         load_into(model, state, weights, f"timm:{name}")
     else:
         model = _timm_pretrained(name)
+    return timm_encoder(f"timm:{name}", model)
+
+
+def create_timm_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """timm's model, taking any input size where the architecture allows it (position embeddings interpolated)."""
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=pretrained, dynamic_img_size=True, **kwargs)  # type: ignore[no-any-return]
+    except TypeError:  # an architecture without the option: CNNs take any size anyway
+        return timm.create_model(name, pretrained=pretrained, **kwargs)  # type: ignore[no-any-return]
+
+
+def timm_encoder(name: str, model: nn.Module, labels: list[str] | None = None) -> Encoder:
+    """A timm model as an encoder: `forward_features`/`forward_head` when its features are an NCHW map, else (tokens,
+    channels-last maps) the generic path, which finds the grid in its blocks."""
+    from attnviz.models.generic import ModuleEncoder
+    from attnviz.models.grids import as_grid
+
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     classes = int(getattr(model, "num_classes", 1000))
-    labels = imagenet_labels() if classes == 1000 else numbered_labels(classes)
-    return TimmEncoder(
-        f"timm:{name}",
-        model,
-        labels,
-        mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
-        std=tuple(cfg.get("std", IMAGENET_STD)),
-        resample="bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear",
-        trained_size=smaller_side(tuple(cfg.get("input_size", ()))[1:], TRAINED_SIZE),  # (C, H, W)
-    )
+    kwargs: dict[str, Any] = {
+        "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
+        "std": tuple(cfg.get("std", IMAGENET_STD)),
+        "resample": "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear",
+        "trained_size": smaller_side(tuple(cfg.get("input_size", ()))[1:], TRAINED_SIZE),  # (C, H, W)
+    }
+    labels = labels or (imagenet_labels() if classes == 1000 else numbered_labels(classes))
+    probe = torch.zeros(1, 3, 96, 128)
+    try:
+        with torch.inference_mode():
+            features = model.eval().forward_features(probe)  # type: ignore[operator]
+        grid = as_grid(features, 96, 128)
+        native = grid is not None and grid.cells is features and hasattr(model, "forward_head")
+    except Exception:  # fixed-size models and the like: the generic path sorts them out
+        native = False
+    if native:
+        return TimmEncoder(name, model, labels, **kwargs)
+    return ModuleEncoder(name, model, labels if classes else None, **kwargs)
 
 
 def timm_cached_file(name: str) -> str | None:
@@ -85,13 +115,12 @@ def timm_weights_cached(name: str) -> bool:
 def _timm_pretrained(name: str) -> nn.Module:
     """timm's pretrained model: from the Hugging Face cache's file when it is there (no network call at all), else
     through the hub as timm does it (its proxies, HF_ENDPOINT and offline settings apply)."""
-    import timm
 
     cached = timm_cached_file(name)
     try:
         if cached is not None:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
-        return timm.create_model(name, pretrained=True)
+            return create_timm_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+        return create_timm_model(name, pretrained=True)
     except Exception as exc:  # hub and network errors come in many types
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         raise WeightsUnavailable(

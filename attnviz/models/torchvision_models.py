@@ -7,6 +7,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -100,7 +101,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
         model = get_model(name, weights=None, num_classes=classes)
         load_into(model, state, weights, name)
         labels = default.meta["categories"] if classes == len(default.meta["categories"]) else numbered_labels(classes)
-        return TorchvisionEncoder(
+        return torchvision_encoder(
             name, model, list(labels), mean=mean, std=std, resample=resample, trained_size=trained_size
         )
     cached = _cached_file(default.url)
@@ -119,7 +120,20 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
         ) from None
     del torchvision
     categories = list(default.meta["categories"])
-    return TorchvisionEncoder(name, model, categories, mean=mean, std=std, resample=resample, trained_size=trained_size)
+    return torchvision_encoder(
+        name, model, categories, mean=mean, std=std, resample=resample, trained_size=trained_size
+    )
+
+
+def torchvision_encoder(name: str, model: nn.Module, labels: list[str], **kwargs: Any) -> Encoder:
+    """ResNet-style and features/avgpool/classifier models through their parts (a pool-then-linear head gives
+    classifier queries); every other torchvision classifier through the generic path."""
+    from attnviz.models.generic import ModuleEncoder
+
+    resnet = hasattr(model, "fc") and hasattr(model, "layer4")
+    if resnet or all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
+        return TorchvisionEncoder(name, model, labels, **kwargs)
+    return ModuleEncoder(name, model, labels, **kwargs)
 
 
 def _factory(name: str) -> EncoderFactory:
