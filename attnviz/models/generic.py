@@ -118,10 +118,11 @@ class ModuleEncoder(Encoder):
         def note(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
             if isinstance(output, Tensor) and inputs and isinstance(inputs[0], Tensor):
                 reads.append((inputs[0], output))
-            if isinstance(output, Tensor) and as_grid(output, *x.shape[-2:], DISCOVERY_STRIDE) is not None:
+            if isinstance(output, Tensor) and as_grid(output, height, width, DISCOVERY_STRIDE) is not None:
                 seen.append((names[module], output))
 
-        x = self._probe().requires_grad_()
+        x = self._probe().requires_grad_()  # (1, 3, height, width)
+        height, width = int(x.shape[-2]), int(x.shape[-1])
         handles = [module.register_forward_hook(note) for module in names]
         try:
             with torch.enable_grad():
@@ -138,7 +139,7 @@ class ModuleEncoder(Encoder):
             name
             for (name, _), grad in zip(seen, grads, strict=True)
             if grad is not None
-            and (grid := as_grid(grad, *x.shape[-2:], DISCOVERY_STRIDE)) is not None
+            and (grid := as_grid(grad, height, width, DISCOVERY_STRIDE)) is not None
             and int((grid.cells.abs().sum(dim=1) > 0).sum()) > 1
         ]
         blocks = [name for name in depends if _is_block(self.model, name)]  # a whole block, not a part of one
