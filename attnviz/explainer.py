@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
 from attnviz import render
 from attnviz.attention.datafree import cached_scorer
 from attnviz.attention.scorers import Scorer
 from attnviz.errors import UsageError
 from attnviz.io.pictures import Picture, as_picture
-from attnviz.models.base import Encoder
+from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from attnviz.models.devices import pick_device
 from attnviz.models.labels import resolve_target
 from attnviz.models.registry import create_encoder
@@ -37,7 +38,7 @@ class Explainer:
 
     def __init__(
         self,
-        encoder: str | Encoder = DEFAULT_ENCODER,
+        encoder: str | Encoder | nn.Module = DEFAULT_ENCODER,
         mode: Mode | str | None = None,
         size: int = DEFAULT_SIZE,
         topk: int = DEFAULT_TOPK,
@@ -48,12 +49,21 @@ class Explainer:
         *,
         weights: str | None = None,
         head: str | os.PathLike[str] | None = None,
+        layer: str | None = None,
+        labels: Sequence[str] | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        model: nn.Module | None = None,
     ) -> None:
         self.device = torch.device(pick_device(str(device)))
+        if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
+            encoder = model
         if isinstance(encoder, str):
-            encoder = _cached_encoder(encoder, weights)
+            encoder = _cached_encoder(encoder, weights, layer, tuple(labels) if labels is not None else None)
             if self.device.type != "cpu":
                 encoder = copy.deepcopy(encoder)
+        elif not isinstance(encoder, Encoder):  # the user's own module: wrapped, never changed
+            encoder = wrap_module(encoder, layer=layer, labels=labels, mean=mean, std=std)
         self.encoder = encoder
         if head is not None:
             from attnviz.attention.heads import head_mode, load_head
@@ -208,8 +218,35 @@ class Explainer:
 
 
 @lru_cache(maxsize=4)
-def _cached_encoder(name: str, weights: str | None = None) -> Encoder:
-    return create_encoder(name, weights)
+def _cached_encoder(
+    name: str, weights: str | None = None, layer: str | None = None, labels: tuple[str, ...] | None = None
+) -> Encoder:
+    return create_encoder(name, weights, layer, labels=list(labels) if labels is not None else None)
+
+
+def wrap_module(
+    model: nn.Module,
+    *,
+    layer: str | None = None,
+    labels: Sequence[str] | None = None,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> Encoder:
+    """Any module that maps (B, 3, H, W) pictures to (B, K) logits, as an encoder. A copy is wrapped, frozen and
+    put in eval mode, so the caller's module keeps its mode, its gradients and its device."""
+    from attnviz.models.generic import ModuleEncoder
+
+    with torch.random.fork_rng(devices=[]):
+        encoder = ModuleEncoder(
+            type(model).__name__,
+            copy.deepcopy(model),
+            list(labels) if labels else None,
+            layer=layer,
+            mean=mean,
+            std=std,
+        )
+    encoder.requires_grad_(False)
+    return encoder
 
 
 def explain(

@@ -23,6 +23,7 @@ CALIBRATION_MARGIN = 3.0
 _CALIBRATION_CELLS = 14
 
 
+@lru_cache(maxsize=8)
 def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
     """Largest feature value and a few gradient queries on a fixed synthetic picture (smooth coloured noise).
 
@@ -38,7 +39,7 @@ def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
     with torch.enable_grad():
         features, logits = encoder(x, track_features=True)
         rows = []
-        for c in logits[0].topk(classes).indices.tolist():
+        for c in logits[0].topk(min(classes, logits.shape[-1])).indices.tolist():
             (grad,) = torch.autograd.grad(logits[0, c], features, retain_graph=True)
             rows.append(grad[0].sum(dim=(1, 2)))
     return float(features.detach().abs().max()), torch.stack(rows).detach().cpu()

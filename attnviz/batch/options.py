@@ -26,6 +26,7 @@ class RunOptions:
     mode: Mode | None = None  # None: the --head file's mode, else concat
     encoder: str = DEFAULT_ENCODER
     weights: str | None = None
+    labels: str | None = None  # a file of class names
     layer: str | None = None
     head: str | None = None
     query: Query = Query.auto

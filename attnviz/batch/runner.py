@@ -32,6 +32,7 @@ from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import encode_image, image_format, suffix_format
 from attnviz.models.devices import pick_device
+from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
 from attnviz.render.overlay import check_style, overlay
 from attnviz.results import GridResult
@@ -70,7 +71,8 @@ class Runner:
         # On CUDA two lanes keep the GPU busy while one of them decodes and draws; more only queue on the device.
         self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, GPU_LANES)
         self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
-        encoder = create_encoder(options.encoder, options.weights, options.layer)
+        names = read_labels(options.labels) if options.labels else None
+        encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
         self.explainer = Explainer(
             encoder,
             options.mode,

@@ -108,6 +108,14 @@ SmoothOption = Annotated[
 ]
 
 
+LabelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        metavar="FILE",
+        help="Class names for the encoder's outputs: one per line, or JSON (a list, or index -> name).",
+    ),
+]
 ClassifySizeOption = Annotated[
     int | None,
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from attnviz.cli.options import EncoderOption, MosaicSizeOption, WeightsOption
+from attnviz.cli.options import EncoderOption, LabelsOption, MosaicSizeOption, WeightsOption
 from attnviz.cli.process import own_pixel_limit
 from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, FitMode, Mode
 
@@ -25,11 +25,12 @@ def labels(
     ] = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
+    labels_file: LabelsOption = None,
 ) -> None:
     """List or search the class names of the encoder's label set (what --target accepts)."""
     from attnviz.commands.listing import labels as find_labels
 
-    found = find_labels(query, encoder, weights)
+    found = find_labels(query, encoder, weights, labels_file)
     for index, label in found:
         print(f"{index}\t{label}")
     if not found:

@@ -10,6 +10,7 @@ from attnviz.errors import UsageError
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
+from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
 from attnviz.options import COMPARE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, Mode, Query
 
@@ -21,6 +22,7 @@ class CompareOptions:
     topk: int = 1
     encoder: str = DEFAULT_ENCODER
     weights: str | None = None
+    labels: str | None = None  # a file of class names
     layer: str | None = None
     query: Query = Query.auto
     size: int = DEFAULT_SIZE
@@ -48,7 +50,8 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     figure_format(out)  # refuse an unknown extension before any work
     render.colormap_lut(options.colormap)
     check_target(out, inputs=(image_path,), overwrite=options.overwrite)
-    encoder = create_encoder(options.encoder, options.weights, options.layer)
+    names = read_labels(options.labels) if options.labels else None
+    encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
     if options.topk > len(encoder.labels):
         raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {len(encoder.labels)} classes")
     image = load_image(image_path).image

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder, encoder_names
 from attnviz.options import DEFAULT_ENCODER
 
@@ -55,8 +56,10 @@ def format_encoder_rows(rows: Sequence[EncoderRow]) -> str:
     return "\n".join(lines)
 
 
-def labels(query: str | None, encoder_name: str, weights: str | None = None) -> list[tuple[int, str]]:
+def labels(
+    query: str | None, encoder_name: str, weights: str | None = None, labels_file: str | None = None
+) -> list[tuple[int, str]]:
     """(index, name) of the encoder's classes, those containing `query` (case-insensitive) when given."""
-    encoder = create_encoder(encoder_name, weights)
+    encoder = create_encoder(encoder_name, weights, labels=read_labels(labels_file) if labels_file else None)
     wanted = (query or "").strip().lower()
     return [(i, label) for i, label in enumerate(encoder.labels) if wanted in label.lower()]

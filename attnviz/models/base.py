@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from attnviz.errors import UsageError
+from attnviz.errors import ComputeError, UsageError
 from attnviz.models.grids import DISCOVERY_STRIDE, as_grid
 from attnviz.options import TRAINED_SIZE
 
@@ -24,8 +24,9 @@ MAX_SIDE = 4096
 #: Side of the probe picture that measures the feature map's channels and stride: large enough that every
 #: common network (stride up to 64) still has a grid of cells there.
 GEOMETRY_PROBE = 256
-#: Side of the probes that list layers and check folded batch norms: small and fast, a 2 x 2 grid at stride 32.
-SMALL_PROBE = 64
+#: Side of the probes that list layers and check folded batch norms: small and fast (a 4 x 4 grid at stride 32),
+#: yet large enough for networks whose kernels need 75 px (Inception).
+SMALL_PROBE = 128
 #: A picture more than this many times the network input's size is box-reduced before it is resampled.
 _REDUCING_GAP = 3.0
 
@@ -85,8 +86,21 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor, track_features: bool = False) -> tuple[Tensor, Tensor]:
         """(features, logits). With `track_features` the features are a leaf that the logits can be differentiated by.
 
-        With `layer` set, the features are that module's output instead of the last map.
+        With `layer` set, the features are that module's output instead of the last map. A network that cannot run
+        on this input (too small for its kernels, a size its attention windows do not divide) is a one-line error.
         """
+        try:
+            return self._forward(x, track_features)
+        except RuntimeError as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc):
+                raise  # the batch runner fails those images and goes on
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ComputeError(
+                f"encoder {self.name} cannot run on a {x.shape[-1]} x {x.shape[-2]} input ({reason}); "
+                "try another --size"
+            ) from None
+
+    def _forward(self, x: Tensor, track_features: bool) -> tuple[Tensor, Tensor]:
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.layer is None:
@@ -170,8 +184,11 @@ class Encoder(nn.Module):
     def stride(self) -> int:
         return self.geometry()[1]
 
-    def spatial_layers(self) -> list[str]:
-        """Names of modules with a 4-D output, in execution order, as `--layer` accepts them."""
+    def spatial_layers(self, min_stride: float = DISCOVERY_STRIDE) -> list[str]:
+        """Names of modules whose output is a grid of cells, in execution order, as `--layer` accepts them.
+
+        Listed with cells of at least `min_stride` pixels; a layer named by the user may be finer.
+        """
         probe = self.fixed_size or SMALL_PROBE
         names = {module: name.removeprefix("model.") for name, module in self.named_modules() if name}
         seen: list[str] = []
@@ -179,7 +196,7 @@ class Encoder(nn.Module):
         def note(module: nn.Module, _inputs: object, output: object) -> None:
             name = names.get(module)
             # a 1 x 1 output at the probe size is a global pool, not a map to attend over
-            spatial = as_grid(output, probe, probe, DISCOVERY_STRIDE) is not None
+            spatial = as_grid(output, probe, probe, min_stride) is not None
             if spatial and name and name not in seen:
                 seen.append(name)
 
@@ -207,7 +224,7 @@ class Encoder(nn.Module):
     def use_layer(self, name: str | None) -> None:
         if name == self.layer:
             return
-        if name is not None and self.resolve_layer(name).removeprefix("model.") not in self.spatial_layers():
+        if name is not None and self.resolve_layer(name).removeprefix("model.") not in self.spatial_layers(1):
             raise UsageError(
                 f"layer {name!r} of encoder {self.name} gives no spatial map (not a grid of cells); "
                 + self.describe_layers()

@@ -153,7 +153,13 @@ def fold_batch_norms(model: nn.Module, example: Tensor, label: str = "model") ->
     The folded model must reproduce the unfolded one's outputs on `example`; if it does not, every fold is undone
     and a `FoldingWarning` says so (the model then runs unfolded: slower, never wrong).
     """
-    pairs = conv_bn_pairs(model, example)
+    try:
+        pairs = conv_bn_pairs(model, example)
+    except RuntimeError as exc:  # a network that cannot run on the probe: it runs unfolded
+        warnings.warn(
+            f"{label}: batch norms left unfolded (the probe pass failed: {exc})", FoldingWarning, stacklevel=2
+        )
+        return 0
     if not pairs:
         return 0
     with torch.inference_mode():

@@ -24,7 +24,7 @@ from attnviz.options import TRAINED_SIZE
 
 #: Probe picture (h, w), 128 x 160: not square, so a model that takes only one size shows it, and rows are told
 #: from columns.
-_PROBE = (SMALL_PROBE * 2, SMALL_PROBE * 5 // 2)
+_PROBE = (SMALL_PROBE, SMALL_PROBE * 5 // 4)
 
 
 def logits_of(output: object) -> Tensor:
