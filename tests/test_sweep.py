@@ -1,3 +1,5 @@
+# mypy: disable-error-code="union-attr,index,operator"
+# (these tests reach into nn.Module attributes, which torch types as `Tensor | Module`)
 """The conformance sweep: every torchvision classifier and timm architectures of every family, with random weights
 at a small input, either draw a map in every mode or refuse in one line that says why. Never a traceback.
 

@@ -108,6 +108,21 @@ def timm_cached_file(name: str) -> str | None:
     return None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers, asked through its own client: HF_ENDPOINT, HF_HUB_OFFLINE and the
+    proxy settings apply. Without this, a download with no network retries for most of a minute."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # whatever the client raises for no network, no proxy, no DNS
+        return False
+    return True
+
+
 def timm_weights_cached(name: str) -> bool:
     return timm_cached_file(name) is not None
 
@@ -117,6 +132,12 @@ def _timm_pretrained(name: str) -> nn.Module:
     through the hub as timm does it (its proxies, HF_ENDPOINT and offline settings apply)."""
 
     cached = timm_cached_file(name)
+    if cached is None and not hub_reachable():
+        raise WeightsUnavailable(
+            f"pretrained weights for timm:{name} are not in the Hugging Face cache and the hub cannot be reached; "
+            "download them where there is network (timm.create_model(name, pretrained=True)), or pass a state dict "
+            "with --weights FILE"
+        )
     try:
         if cached is not None:
             return create_timm_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
