@@ -126,3 +126,10 @@ def test_lite1_and_lite2_classify_the_bundled_photos_offline(name: str) -> None:
     explainer = Explainer(encoder, "dot", device="cpu")
     assert explainer.explain(photo("chelsea.png")).target.index == 285
     assert explainer.explain(photo("coffee.png")).target.index == 967
+
+
+def test_a_backbone_without_a_classifier_is_refused_in_one_line() -> None:
+    from attnviz.models.timm_models import create_timm_model, timm_encoder
+
+    with pytest.raises(UsageError, match=r"has no classifier \(num_classes=0\)"):
+        timm_encoder("timm:vit_tiny_patch16_224", create_timm_model("vit_tiny_patch16_224", num_classes=0))

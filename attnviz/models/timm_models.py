@@ -72,6 +72,11 @@ def timm_encoder(name: str, model: nn.Module, labels: list[str] | None = None) -
 
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     classes = int(getattr(model, "num_classes", 1000))
+    if classes == 0:  # a backbone: its output is pooled features, not class scores
+        raise UsageError(
+            f"encoder {name} has no classifier (num_classes=0): every mode needs class scores; give weights with a "
+            "head, or a model built with classes"
+        )
     kwargs: dict[str, Any] = {
         "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
         "std": tuple(cfg.get("std", IMAGENET_STD)),
