@@ -153,6 +153,8 @@ def fold_batch_norms(model: nn.Module, example: Tensor, label: str = "model") ->
     The folded model must reproduce the unfolded one's outputs on `example`; if it does not, every fold is undone
     and a `FoldingWarning` says so (the model then runs unfolded: slower, never wrong).
     """
+    if not any(isinstance(module, nn.BatchNorm2d) for module in model.modules()):
+        return 0  # nothing to fold (transformers, most of them): no probe pass
     try:
         pairs = conv_bn_pairs(model, example)
     except RuntimeError as exc:  # a network that cannot run on the probe: it runs unfolded

@@ -65,36 +65,40 @@ class ModuleEncoder(Encoder):
         trained = int(kwargs.pop("trained_size", TRAINED_SIZE))
         super().__init__(name, labels or [], trained_size=trained, **kwargs)
         self.model = model.eval()
-        self.fixed_size = self._fixed_size(trained)
-        with torch.inference_mode():
-            classes = int(logits_of(self.model(self._probe())).shape[-1])
+        self.fixed_size, classes = self._sizes(trained)
         if labels is not None and len(labels) != classes:
             raise UsageError(f"encoder {name}: {len(labels)} labels for {classes} classes")
         self.labels = labels or [f"class {i}" for i in range(classes)]
-        self.default_layer = layer or self.find_layer()
-        self.use_layer(self.default_layer)
+        if layer is None:  # found on the graph: a grid by construction, no need to check it again
+            self.default_layer = self.find_layer()
+            self.layer = self.default_layer
+        else:
+            self.default_layer = layer
+            self.use_layer(layer)
 
     def _probe(self) -> Tensor:
         h, w = (self.fixed_size, self.fixed_size) if self.fixed_size else _PROBE
         return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))  # (1, 3, h, w)
 
-    def _fixed_size(self, trained: int) -> int | None:
-        """None when the model takes any size; else the one square size it takes (torchvision's ViT)."""
+    def _sizes(self, trained: int) -> tuple[int | None, int]:
+        """(the one square size the model takes, or None when it takes any; its number of classes)."""
         try:
             with torch.inference_mode():
-                self.model(torch.zeros(1, 3, *_PROBE))
-            return None
-        except Exception:  # a model that refuses the size, in whatever words
+                output = self.model(torch.zeros(1, 3, *_PROBE))
+            return None, int(logits_of(output).shape[-1])
+        except UsageError:
+            raise
+        except Exception:  # a model that refuses the size, in whatever words: try its trained size
             pass
         try:
             with torch.inference_mode():
-                logits_of(self.model(torch.zeros(1, 3, trained, trained)))
+                classes = int(logits_of(self.model(torch.zeros(1, 3, trained, trained))).shape[-1])
         except UsageError:
             raise
         except Exception as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
             raise UsageError(f"encoder {self.name}: the model fails on a {trained} px picture ({reason})") from None
-        return trained
+        return trained, classes
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.model(x)  # type: ignore[no-any-return]  # the whole output; the hook captures the features
