@@ -64,6 +64,11 @@ class Explainer:
                 encoder = copy.deepcopy(encoder)
         elif not isinstance(encoder, Encoder):  # the user's own module: wrapped, never changed
             encoder = wrap_module(encoder, layer=layer, labels=labels, mean=mean, std=std)
+        elif weights is not None or layer is not None or labels is not None:
+            raise UsageError(
+                "weights=, layer= and labels= apply to an encoder given by name or as a module; an Encoder object "
+                "is used as it is (create_encoder(name, weights, layer, labels=...) makes one)"
+            )
         self.encoder = encoder
         if head is not None:
             from attnviz.attention.heads import head_mode, load_head

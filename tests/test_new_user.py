@@ -236,3 +236,45 @@ def test_the_readme_python_snippet_runs_as_written(monkeypatch: pytest.MonkeyPat
     assert snippet is not None
     monkeypatch.chdir(ROOT)
     exec(compile(snippet.group(1), "README.md", "exec"), {})
+
+
+def test_what_the_review_found_ends_in_one_line(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Inputs that used to end in tracebacks: an image too wide for WebP, a text file as weights, a labels file that
+    is not UTF-8, a target that only looks like a number, a torchvision detector."""
+    wide = tmp_path / "pano.png"
+    Image.fromarray(np.zeros((40, 17000, 3), np.uint8)).save(wide)
+    code, _, err = run(capsysbinary, "run", wide, *TINY, "-o", tmp_path / "pano.webp")
+    assert code == 1
+    one_error_line(err, "cannot encode as WEBP")
+    weights = tmp_path / "w.txt"
+    weights.write_text("hello world\n")
+    code, _, err = run(capsysbinary, "run", wide, "-w", weights, "-o", tmp_path / "x.png")
+    assert code == 1 and "Traceback" not in err and "w.txt" in err
+    labels = tmp_path / "l.txt"
+    labels.write_bytes(b"caf\xe9\n")
+    code, _, err = run(capsysbinary, "labels", "--labels", labels, "-e", "tiny_test")
+    assert code == 1
+    one_error_line(err, "labels must be UTF-8")
+    code, _, err = run(capsysbinary, "run", wide, *TINY, "-t=--1", "-o", tmp_path / "y.png")
+    assert code == 2
+    one_error_line(err, "--1")
+    code, _, err = run(capsysbinary, "run", wide, "-e", "torchvision:fasterrcnn_resnet50_fpn", "-o", tmp_path / "z.png")
+    assert code == 2
+    one_error_line(err, "is not an image classifier")
+
+
+def test_layouts_are_read_by_the_squarest_cells() -> None:
+    from attnviz.models.grids import as_grid
+
+    nhwc = torch.zeros(1, 112, 112, 96)  # Swin's first stage at 448 px: channels last
+    grid = as_grid(nhwc, 448, 448)
+    assert grid is not None and grid.cells.shape == (1, 96, 112, 112)
+    tokens = torch.zeros(1, 1 + 4 + 16, 8)  # class + 4 registers + 4 x 4 patches at 64 px
+    grid = as_grid(tokens, 64, 64)
+    assert grid is not None and grid.cells.shape == (1, 8, 4, 4)
+
+
+def test_an_encoder_object_refuses_options_it_would_ignore() -> None:
+    encoder = create_encoder("tiny_test")
+    with pytest.raises(UsageError, match="an Encoder object is used as it is"):
+        Explainer(encoder, "dot", 64, layer="body.0")

@@ -27,7 +27,7 @@ from attnviz.batch.plan import Item, OutputPlan
 from attnviz.batch.progress import Progress
 from attnviz.batch.stream import arrivals
 from attnviz.batch.writer import Summary, Writer
-from attnviz.errors import AttnvizError, UsageError
+from attnviz.errors import AttnvizError, OutputError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import encode_image, image_format, suffix_format
@@ -213,7 +213,10 @@ class Runner:
             text = caption(result.target.label, result.target.prob, self.mode.value)
             pixels = annotate(pixels, text, o.colormap)
         fmt, save_options = image_format(output) if output else suffix_format(self.outputs.suffix)
-        data = encode_image(pixels, fmt, save_options)
+        try:
+            data = encode_image(pixels, fmt, save_options)
+        except (ValueError, OSError) as exc:  # e.g. WebP wider than 16383 px, JPEG over 65500 px
+            raise OutputError(f"{output or STDOUT}: cannot encode as {fmt}: {exc}") from None
         entry: dict[str, object] = {
             "target": result.target.to_json(),
             "output": str(output) if output else STDOUT,

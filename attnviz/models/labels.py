@@ -7,14 +7,24 @@ from attnviz.errors import UsageError
 _MAX_LISTED = 8
 
 
+def _as_int(text: str | int) -> int | None:
+    if isinstance(text, int):
+        return text
+    try:
+        return int(text.strip())
+    except ValueError:  # a name; also `--1` or a superscript digit, which are no index
+        return None
+
+
 def resolve_target(text: str | int, labels: list[str]) -> int:
     """A class index, or a name: exact (any comma-separated synonym), else a unique case-insensitive substring."""
-    if isinstance(text, int) or text.strip().lstrip("-").isdigit():
-        index = int(text)
+    number = _as_int(text)
+    if number is not None:
+        index = number
         if not 0 <= index < len(labels):
             raise UsageError(f"target {index} is out of range: this encoder has classes 0 to {len(labels) - 1}")
         return index
-    wanted = text.strip().lower()
+    wanted = str(text).strip().lower()
     if not wanted:
         raise UsageError("empty --target; give a class index or part of a class name")
     exact = [i for i, label in enumerate(labels) if wanted in (s.strip().lower() for s in label.split(","))]

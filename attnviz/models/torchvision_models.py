@@ -90,6 +90,11 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
     except (ValueError, KeyError):
         raise UsageError(f"unknown torchvision model {name!r}") from None
     transforms = default.transforms()
+    if not hasattr(transforms, "mean") or "categories" not in default.meta:
+        raise UsageError(
+            f"torchvision:{name} is not an image classifier ({type(transforms).__name__} model): attnviz explains "
+            "classifiers; for a detection or segmentation model, explain its classification backbone instead"
+        )
     resample = "bicubic" if "BICUBIC" in str(getattr(transforms, "interpolation", "")) else "bilinear"
     mean, std = tuple(transforms.mean), tuple(transforms.std)
     trained_size = smaller_side(getattr(transforms, "crop_size", None), TRAINED_SIZE)
@@ -105,13 +110,9 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
             name, model, list(labels), mean=mean, std=std, resample=resample, trained_size=trained_size
         )
     cached = _cached_file(default.url)
-    # torch.hub prints "Downloading: ..." on stdout, which belongs to --json and -o -: it goes to stderr after a
-    # download, and nowhere before a failure, which gets its own one-line error
-    said = io.StringIO()
     try:
-        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
-            model = get_model(name, weights=default)
-        sys.stderr.write(said.getvalue())
+        # cached: no download, nothing printed, the process's streams are left alone
+        model = get_model(name, weights=default) if cached.is_file() else _download(name, default)
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
         reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:120]
         raise WeightsUnavailable(
@@ -123,6 +124,23 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
     return torchvision_encoder(
         name, model, categories, mean=mean, std=std, resample=resample, trained_size=trained_size
     )
+
+
+def _download(name: str, weights: Any) -> nn.Module:
+    """The model with its weights downloaded by torchvision. Asked first whether the server answers (through urllib,
+    so proxy settings apply), so no network means an error at once and nothing printed. torch.hub prints
+    "Downloading: ..." on stdout, which belongs to --json and -o -: during an actual download (and only then) the
+    streams are redirected, and what was said goes to stderr."""
+    import urllib.request
+
+    from torchvision.models import get_model
+
+    urllib.request.urlopen(urllib.request.Request(weights.url, method="HEAD"), timeout=5).close()
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+        model = get_model(name, weights=weights)
+    sys.stderr.write(said.getvalue())
+    return model  # type: ignore[no-any-return]
 
 
 def torchvision_encoder(name: str, model: nn.Module, labels: list[str], **kwargs: Any) -> Encoder:

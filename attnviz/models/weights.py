@@ -42,7 +42,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             f"{name}: refused: not a plain weights file (it holds objects other than tensors, and loading those "
             "could run code)"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:  # what a damaged file raises; not bugs
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:  # what damaged files raise
         raise InputError(
             f"{name}: cannot read weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         ) from None
