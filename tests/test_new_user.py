@@ -278,3 +278,17 @@ def test_an_encoder_object_refuses_options_it_would_ignore() -> None:
     encoder = create_encoder("tiny_test")
     with pytest.raises(UsageError, match="an Encoder object is used as it is"):
         Explainer(encoder, "dot", 64, layer="body.0")
+
+
+def test_compare_checks_its_style_before_loading_a_model(capsysbinary, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import attnviz.commands.compare as compare_command
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before --alpha was checked")
+
+    monkeypatch.setattr(compare_command, "create_encoder", no_model)
+    code, _, err = run(
+        capsysbinary, "compare", ROOT / "sample_images" / "coffee.png", "-a", "2", "-o", tmp_path / "f.png"
+    )
+    assert code == 2
+    one_error_line(err, "--alpha must be between 0 and 1")

@@ -48,7 +48,7 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
         raise UsageError("give either --target (one or more) or --topk, not both")
     out = output or default_figure_name(image_path)
     figure_format(out)  # refuse an unknown extension before any work
-    render.colormap_lut(options.colormap)
+    render.check_style(options.colormap, options.alpha)  # the one style check, before any model is loaded
     check_target(out, inputs=(image_path,), overwrite=options.overwrite)
     names = read_labels(options.labels) if options.labels else None
     encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
