@@ -14,13 +14,14 @@ from torch import Tensor, nn
 from attnviz import render
 from attnviz.attention.datafree import cached_scorer
 from attnviz.attention.scorers import Scorer
+from attnviz.attention.transformer import TransformerAttention
 from attnviz.errors import UsageError
 from attnviz.io.pictures import Picture, as_picture
 from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from attnviz.models.devices import pick_device
 from attnviz.models.labels import resolve_target
 from attnviz.models.registry import create_encoder
-from attnviz.options import DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Mode, Query
+from attnviz.options import ATTENTION_MODES, DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Mode, Query
 from attnviz.results import Explanation, GridResult, Prediction
 
 #: Fewest grid cells along the shorter side of the network input.
@@ -91,18 +92,29 @@ class Explainer:
                 )
         self.topk = max(1, min(topk, len(self.encoder.labels)))
         self.encoder.to(self.device)
-        vectors = self.encoder.class_vectors()
+        #: The transformer's own attention (`cls`, `rollout`) replaces the scorer in those modes.
+        self.attention: TransformerAttention | None = None
+        self.scorer: Scorer | None = None
         self.query = Query(query)
+        if self.mode in ATTENTION_MODES:
+            self.attention = TransformerAttention(self.encoder, self.mode, self.encoder.name)
+            self.query = Query.classifier  # no class query: the classes are only ranked, so no gradients either
+        else:
+            self.scorer = self._scorer(scorer)
+
+    def _scorer(self, given: Scorer | None) -> Scorer:
+        """The given or data-free scorer for this mode and query, on this explainer's device."""
+        vectors = self.encoder.class_vectors()
         if self.query is Query.auto:
             self.query = Query.gradient if vectors is None else Query.classifier
         if self.query is Query.classifier and vectors is None:
             raise UsageError(
                 f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
             )
-        scorer = scorer or cached_scorer(self.encoder, self.mode, self.query)
+        scorer = given or cached_scorer(self.encoder, self.mode, self.query)
         if self.device.type != "cpu" and scorer is cached_scorer(self.encoder, self.mode, self.query):
             scorer = copy.deepcopy(scorer)  # the cached one stays on the CPU for other explainers
-        self.scorer: Scorer = scorer.to(self.device).eval()
+        return scorer.to(self.device).eval()
 
     def target_index(self, target: str | int | None) -> int | None:
         return None if target is None else resolve_target(target, self.encoder.labels)
@@ -133,7 +145,11 @@ class Explainer:
         and probabilities come from a pass over it, and the maps from the pass over `batch`.
         """
         x = batch.to(self.device)
-        if self.query is Query.classifier:
+        captured: list[Tensor] = []
+        if self.attention is not None:
+            with torch.inference_mode(), self.attention.recording() as captured:
+                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K), and each block's attention
+        elif self.query is Query.classifier:
             with torch.inference_mode():
                 features, logits = self.encoder(x)  # (B, C, H', W'), (B, K)
         else:
@@ -148,14 +164,20 @@ class Explainer:
         probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
         top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
         chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
-        queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
         rows, cols = features.shape[-2:]
-        cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
-        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=cells.device)  # (M,)
-        with torch.inference_mode():
-            attention = self.scorer(cells[owner], queries.float())  # (M, N)
-        scores = attention.scores.reshape(-1, rows, cols).cpu().numpy()
-        weights = attention.weights.reshape(-1, rows, cols).cpu().numpy()
+        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=x.device)  # (M,)
+        if self.attention is not None:  # one map per image, whatever the class: repeated for each class asked
+            grid_weights = self.attention.weights(captured, rows, cols)[owner]  # (M, N)
+            grid_scores = self.attention.scores(grid_weights)
+        else:
+            assert self.scorer is not None
+            queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
+            cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
+            with torch.inference_mode():
+                attention = self.scorer(cells[owner], queries.float())  # (M, N)
+            grid_weights, grid_scores = attention.weights, attention.scores
+        scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
+        weights = grid_weights.reshape(-1, rows, cols).cpu().numpy()
         labels = self.encoder.labels
         results: list[list[GridResult]] = []
         m = 0

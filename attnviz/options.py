@@ -25,11 +25,21 @@ DEFAULT_TOPK = 5
 
 
 class Mode(str, Enum):
-    """The attention scorer."""
+    """How the grid is scored: a soft-attention scorer queried by a class (dot, general, concat), or a
+    transformer's own attention, which needs no class (cls: the class token's attention in the last block;
+    rollout: attention rollout across the blocks)."""
 
     dot = "dot"
     general = "general"
     concat = "concat"
+    cls = "cls"
+    rollout = "rollout"
+
+
+#: The soft-attention scorers: every encoder has them.
+SCORER_MODES = (Mode.dot, Mode.general, Mode.concat)
+#: A transformer's own attention: only encoders with attention blocks and a class token.
+ATTENTION_MODES = (Mode.cls, Mode.rollout)
 
 
 class FitMode(str, Enum):

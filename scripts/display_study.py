@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from attnviz import render
 from attnviz.explainer import Explainer
 from attnviz.models.registry import create_encoder
-from attnviz.options import Mode
+from attnviz.options import SCORER_MODES
 from attnviz.quality.singles import count_regions, load_singles
 
 
@@ -46,7 +46,7 @@ def blur(heat: np.ndarray, sigma_share: float) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
-    parser.add_argument("-m", "--mode", default="concat", choices=[m.value for m in Mode])
+    parser.add_argument("-m", "--mode", default="concat", choices=[m.value for m in SCORER_MODES])
     args = parser.parse_args()
     encoder = create_encoder()
     singles, masked = load_singles(args.folder, encoder)

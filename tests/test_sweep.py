@@ -24,7 +24,7 @@ from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
 from attnviz.models.timm_models import timm_encoder
 from attnviz.models.torchvision_models import torchvision_encoder
-from attnviz.options import Mode, Query
+from attnviz.options import ATTENTION_MODES, SCORER_MODES, Mode, Query
 
 #: Input side for the sweep: small, a multiple of 32, and not square (rows and columns must not be confused).
 SIZE = 96
@@ -52,6 +52,13 @@ TIMM_NAMES = [
     "swinv2_cr_tiny_ns_224", "maxvit_tiny_rw_224", "coatnet_0_rw_224", "levit_128s", "pit_ti_224", "cait_xxs24_224",
     "xcit_nano_12_p16_224", "mobilevit_xxs", "poolformer_s12", "edgenext_xx_small", "twins_svt_small",
 ]  # fmt: skip
+
+
+#: The architectures whose class-token attention `cls` and `rollout` must draw.
+READABLE_ATTENTION = {
+    "vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "beit_base_patch16_224",
+    "eva02_tiny_patch14_224", "vit_small_patch14_dinov2",
+}  # fmt: skip
 
 
 _INITIALISERS = (
@@ -107,7 +114,7 @@ def build(library: str, name: str) -> Encoder:
 
 
 def maps(
-    encoder: Encoder, size: int, query: Query = Query.auto, modes: tuple[Mode, ...] = tuple(Mode), jitter: float = 0.0
+    encoder: Encoder, size: int, query: Query = Query.auto, modes: tuple[Mode, ...] = SCORER_MODES, jitter: float = 0.0
 ) -> dict[Mode, np.ndarray]:
     picture = torch.rand(1, 3, size, size * 4 // 3, generator=torch.Generator().manual_seed(1)) * (1 + jitter)
     out = {}
@@ -145,6 +152,12 @@ def check(library: str, name: str) -> str:
             refusal = one_line(exc)
     else:
         return refusal
+    for mode in ATTENTION_MODES:  # a transformer's own attention: drawn where it can be read, else one line
+        try:
+            maps(folded, size, modes=(mode,))
+        except AttnvizError as exc:
+            assert name not in READABLE_ATTENTION, (name, mode, one_line(exc))
+            one_line(exc)
     dot = (Mode.dot,)
     norms = [sum(isinstance(m, nn.BatchNorm2d) for m in e.modules()) for e in (eager, folded)]
     if (not has_norms or norms[0] == norms[1]) and eager.class_vectors() is None:

@@ -17,7 +17,7 @@ from attnviz.errors import InputError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
 from attnviz.models.registry import create_encoder
-from attnviz.options import Mode, Query
+from attnviz.options import SCORER_MODES, Query
 
 from helpers import Evil, photo
 
@@ -34,7 +34,7 @@ def resnet18_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_gradient_query_equals_the_classifier_query_on_the_default_encoder(lite0: Encoder) -> None:
     image = photo("chelsea.png")
-    for mode in Mode:
+    for mode in SCORER_MODES:
         by_row = Explainer(lite0, mode, query=Query.classifier).explain(image)
         by_grad = Explainer(lite0, mode, query=Query.gradient).explain(image)
         assert by_row.target.index == by_grad.target.index

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from attnviz.errors import UsageError
 from attnviz.options import (
+    ATTENTION_MODES,
     DEFAULT_ALPHA,
     DEFAULT_COLORMAP,
     DEFAULT_ENCODER,
@@ -65,6 +66,11 @@ def check_targets(targets: tuple[str, ...], topk: int) -> None:
 def check_run_options(options: RunOptions) -> None:
     """Every check that needs no model, so a mistyped option fails before anything is loaded."""
     check_targets(options.targets, options.topk)
+    if options.mode in ATTENTION_MODES and (options.targets or options.topk > 1):
+        raise UsageError(
+            f"--mode {options.mode.value} shows the class token's attention, the same for every class: "
+            "--target and --topk do not apply"
+        )
     if options.batch_size < 1 or (options.workers is not None and options.workers < 1):
         raise UsageError("--batch-size and --workers must be at least 1")
     if options.skip_existing and options.overwrite:

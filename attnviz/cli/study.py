@@ -9,7 +9,7 @@ import typer
 
 from attnviz.cli.options import EncoderOption, LabelsOption, MosaicSizeOption, WeightsOption
 from attnviz.cli.process import own_pixel_limit
-from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, FitMode, Mode
+from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, SCORER_MODES, FitMode, Mode
 
 
 def encoders() -> None:
@@ -92,7 +92,7 @@ def evaluate(
     if singles:
         from attnviz.commands.quality import run_singles
 
-        print(run_singles(folder, tuple(mode or Mode), encoder, weights, size, gradcam, json, min_prob))
+        print(run_singles(folder, tuple(mode or SCORER_MODES), encoder, weights, size, gradcam, json, min_prob))
         return
 
     from attnviz.batch.progress import Progress
@@ -100,7 +100,7 @@ def evaluate(
     from attnviz.quality.evaluate import format_table
 
     options = EvalOptions(
-        modes=tuple(mode or Mode),
+        modes=tuple(mode or SCORER_MODES),
         heads=tuple(head or ()),
         gradcam=gradcam,
         encoder=encoder,

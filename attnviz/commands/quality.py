@@ -16,7 +16,7 @@ from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
 from attnviz.models.base import Encoder
 from attnviz.models.registry import create_encoder
-from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, Mode, Query
+from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, SCORER_MODES, Mode, Query
 
 if TYPE_CHECKING:
     from attnviz.quality.evaluate import EvalRow
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    modes: tuple[Mode, ...] = tuple(Mode)
+    modes: tuple[Mode, ...] = SCORER_MODES
     heads: tuple[str, ...] = ()
     gradcam: bool = True
     encoder: str = DEFAULT_ENCODER
