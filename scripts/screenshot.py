@@ -37,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     try:
+        # The window's size includes the (invisible) browser chrome; the page itself must be 1400 x 900.
+        metrics = {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         url = args.report.resolve().as_uri() + (f"#img={args.image}" if args.image is not None else "")
         driver.get(url)
         time.sleep(0.5)  # lazy thumbnails
         if args.full:
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1400, min(int(height), 8000))
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": min(int(height), 8000)})
             time.sleep(0.5)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(args.out))

@@ -23,7 +23,7 @@
       else if (key in node && typeof value !== "string") node[key] = value;
       else node.setAttribute(key, value === true ? "" : value);
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child !== null && child !== undefined && child !== false) {
         node.append(child instanceof Node ? child : String(child));
       }

@@ -7,12 +7,13 @@
   const ROW = 44; // px; fixed, so a row's position is its index times ROW
   const OVERSCAN = 8;
 
+  // `range` is a function returning the filter's [min, max]: a reset replaces the filters, not the controls.
   function numberInput(label, range, index, placeholder) {
     return el("input", {
       type: "number", step: "any", placeholder, "aria-label": label, class: "num",
       oninput: (event) => {
         const value = event.target.value.trim() === "" ? null : Number(event.target.value);
-        range[index] = Number.isFinite(value) ? value : null;
+        range()[index] = Number.isFinite(value) ? value : null;
         A.update();
       },
     });
@@ -39,7 +40,6 @@
 
   function buildFilters() {
     const form = document.getElementById("filters");
-    const f = A.state.filters;
     const classes = [...A.classes].sort((a, b) => String(a.label).localeCompare(String(b.label)));
     const clusters = [...new Set(A.records.map((r) => r.cluster))].sort((a, b) => a - b);
     form.replaceChildren(
@@ -48,8 +48,8 @@
         ...clusters.map((c) => [String(c), c < 0 ? "not clustered" : "strategy " + c])]),
       select("flag", "flag", [["", "any"], ["*any", "flagged"], ["*none", "not flagged"],
         ...A.flags.map((fl) => [fl.key, fl.label || fl.key])]),
-      rangeField("p", "probability of the predicted class", f.prob, A.records.map((r) => r.prob)),
-      ...A.stats.map((s) => rangeField(s.label || s.key, s.help, f.stats[s.key],
+      rangeField("p", "probability of the predicted class", () => A.state.filters.prob, A.records.map((r) => r.prob)),
+      ...A.stats.map((s) => rangeField(s.label || s.key, s.help, () => A.state.filters.stats[s.key],
         A.records.map((r) => (r.stats ? r.stats[s.key] : null)))),
     );
     form.addEventListener("submit", (event) => event.preventDefault());
