@@ -58,15 +58,30 @@ def make_data(out_dir: Path, scale: int = 1, files: int | None = None, seed: int
                 records.append(_record(len(records), index, label, s_id, small, rng))
             if s_id >= 0:
                 exemplars = [records[first + k]["id"] for k in range(min(4, size))]
-                strategies.append({"id": s_id, "size": size, "share": size / total, "small": small,
-                                   "mean_map": f"strategies/{index}-{s_id}.png", "exemplars": exemplars})
-        classes.append({"index": index, "label": label, "count": total, "clustered": bool(sizes),
-                        "strategies": strategies})
+                strategies.append(
+                    {
+                        "id": s_id,
+                        "size": size,
+                        "share": size / total,
+                        "small": small,
+                        "mean_map": f"strategies/{index}-{s_id}.png",
+                        "exemplars": exemplars,
+                    }
+                )
+        classes.append(
+            {"index": index, "label": label, "count": total, "clustered": bool(sizes), "strategies": strategies}
+        )
     _write_files(out_dir, classes, records, files)
     return {
-        "title": "attnviz audit", "encoder": "efficientnet_lite0", "mode": "concat",
-        "command": "attnviz audit photos/ -o audit", "created": "2026-11-26T13:00:00Z",
-        "stats": STATS, "flags": FLAGS, "classes": classes, "records": records,
+        "title": "attnviz audit",
+        "encoder": "efficientnet_lite0",
+        "mode": "concat",
+        "command": "attnviz audit photos/ -o audit",
+        "created": "2026-11-26T13:00:00Z",
+        "stats": STATS,
+        "flags": FLAGS,
+        "classes": classes,
+        "records": records,
         "errors": [{"input": "photos/broken.jpg", "error": "photos/broken.jpg: cannot identify image file"}],
     }
 
@@ -76,20 +91,37 @@ def _record(i: int, index: int, label: str, cluster: int, small: bool, rng: rand
     if i == 5:
         stats["entropy"] = math.nan  # a blank map's entropy: the page shows a blank, JSON gets null
     prob = round(rng.uniform(0.05, 0.99), 4)
-    flags = [key for key, on in [("border_peak", stats["border"] > 0.7), ("small_strategy", small),
-                                 ("low_prob", prob < 0.3), ("outlier", stats["distance"] > 0.9)] if on]
+    flags = [
+        key
+        for key, on in [
+            ("border_peak", stats["border"] > 0.7),
+            ("small_strategy", small),
+            ("low_prob", prob < 0.3),
+            ("outlier", stats["distance"] > 0.9),
+        ]
+        if on
+    ]
     centre = (index % 5) * 3 + max(cluster, 0)
     image = "images/odd name #1%.jpg" if i == 1 else f"images/{i:06d}.jpg"  # the page must encode the URL
     return {
-        "id": i, "input": f"photos/{label[:6].strip()}/img {i}#.jpg", "image": image,
-        "thumb": f"thumbs/{i:06d}.jpg", "overlay": f"overlays/{i:06d}.attn-concat.png",
-        "class": index, "label": label, "prob": prob, "cluster": cluster,
-        "xy": [centre + rng.gauss(0, 0.6), rng.gauss(centre % 4, 0.6)], "stats": stats, "flags": flags,
+        "id": i,
+        "input": f"photos/{label[:6].strip()}/img {i}#.jpg",
+        "image": image,
+        "thumb": f"thumbs/{i:06d}.jpg",
+        "overlay": f"overlays/{i:06d}.attn-concat.png",
+        "class": index,
+        "label": label,
+        "prob": prob,
+        "cluster": cluster,
+        "xy": [centre + rng.gauss(0, 0.6), rng.gauss(centre % 4, 0.6)],
+        "stats": stats,
+        "flags": flags,
     }
 
 
-def _write_files(out_dir: Path, classes: list[dict[str, object]], records: list[dict[str, object]],
-                 files: int | None) -> None:
+def _write_files(
+    out_dir: Path, classes: list[dict[str, object]], records: list[dict[str, object]], files: int | None
+) -> None:
     for cls in classes:
         for strategy in cls["strategies"]:  # type: ignore[attr-defined]
             _picture(out_dir / strategy["mean_map"], (64, 48), (200, 60, 40))
