@@ -185,6 +185,11 @@ def test_clicking_a_scatter_point_opens_that_image(page: WebDriver, report: tupl
     assert page.current_url.endswith(f"#img={target}")
     original = page.find_element(By.ID, "v-original")
     assert (original.get_attribute("src") or "").endswith(report[1]["records"][target]["image"])
+    ActionChains(page).send_keys(Keys.ESCAPE).perform()
+    Select(page.find_element(By.ID, "scatter-class")).select_by_value("967")  # one class: its points, re-fitted
+    assert js(page, "return window.attnviz.pointPosition(arguments[0])", target) is None
+    espresso = next(r["id"] for r in report[1]["records"] if r["class"] == 967)
+    assert js(page, "return window.attnviz.pointPosition(arguments[0])", espresso) is not None
 
 
 def test_a_deep_link_opens_the_viewer_and_arrows_follow_the_table(page: WebDriver, report: tuple[Path, dict]) -> None:
@@ -300,3 +305,17 @@ def test_ten_thousand_images_open_fast_with_a_small_dom(driver: WebDriver, large
     assert time.perf_counter() - started < 1
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_an_audit_with_no_images_and_few_fields_still_opens(driver: WebDriver, tmp_path: Path) -> None:
+    """Every input failed, and the caller left out what it had nothing for: the page says so, without errors."""
+    errors = [{"input": f"photos/{i}.jpg", "error": f"photos/{i}.jpg: cannot identify image file"} for i in range(3)]
+    path = write_report(tmp_path, {"title": "empty", "records": [], "errors": errors})
+    open_page(driver, path)
+    assert count(driver) == "0 of 0 images"
+    assert driver.find_element(By.ID, "errors-title").text == "Failures (3)"
+    assert "No images." in driver.find_element(By.ID, "grid").text
+    open_page(driver, path, "#img=4")  # a link to an image that is not there opens nothing
+    assert viewer_id(driver) is None
+    logged = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not logged, logged
