@@ -72,7 +72,7 @@
     cols.replaceChildren(...A.columns.map((c) => el("col", { class: "col-" + c.key.replace(":", "-") })));
     const row = el("tr", {}, A.columns.map((c) => {
       if (c.sortable === false) return el("th", { scope: "col" });
-      return el("th", { scope: "col", "data-key": c.key, title: c.help || null },
+      return el("th", { scope: "col", "data-key": c.key, title: c.help || null, class: c.numeric ? "n" : null },
         el("button", { type: "button", onclick: () => sortBy(c.key) }, c.label));
     }));
     document.querySelector("#grid thead").replaceChildren(row);
