@@ -25,6 +25,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
 
 from attnviz.audit.page import write_report
 
@@ -196,7 +197,8 @@ def test_a_deep_link_opens_the_viewer_and_arrows_follow_the_table(page: WebDrive
     open_page(page, report[0], "#img=1")
     assert viewer_id(page) == 1
     assert page.find_element(By.ID, "v-position").text == "2 / 61"
-    assert js(page, "return document.getElementById('v-original').naturalWidth") > 0  # 'odd name #1%.jpg' loads
+    loaded = "return document.getElementById('v-original').naturalWidth > 0"
+    assert WebDriverWait(page, 5).until(lambda d: js(d, loaded))  # 'odd name #1%.jpg': the URL is encoded
 
     def keys(*typed: str) -> None:  # to whatever has the focus, as a person types
         ActionChains(page).send_keys(*typed).perform()
