@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -22,13 +23,14 @@ SCRIPTS = ("core.js", "table.js", "scatter.js", "viewer.js", "main.js")
 _SLOT = re.compile(r"/\*@(CSS|SCRIPTS|DATA|TITLE)@\*/")
 
 
-def write_report(out_dir: Path, data: dict[str, object]) -> Path:
+def write_report(out_dir: Path, data: Mapping[str, object]) -> Path:
     """Write out_dir/report.html (atomically: temp file + os.replace) and return its path.
 
     `data` is JSON-serialisable: title, encoder, mode, command, created, `stats` and `flags` (lists of
     {key, label, help}: the page builds its columns and filters from them), `classes` (each with its
     `strategies`), `records` (one per image) and `errors`. Paths inside are relative to `out_dir`. Non-finite
-    floats become `null` (JSON has no NaN) and the page shows them as blanks.
+    floats become `null` (JSON has no NaN) and the page shows them as blanks. A Mapping, not a dict, so that a
+    dict whose values mypy infers narrower than `object` is accepted as it is.
     """
     out_dir = Path(out_dir)
     path = out_dir / "report.html"
@@ -36,7 +38,7 @@ def write_report(out_dir: Path, data: dict[str, object]) -> Path:
     return path
 
 
-def render_report(data: dict[str, object]) -> str:
+def render_report(data: Mapping[str, object]) -> str:
     """The report's whole text: the template with its style, scripts, title and data filled in."""
     slots = {
         "CSS": _asset("report.css"),
@@ -66,7 +68,7 @@ def _finite(value: object) -> object:
         value = value.tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
