@@ -1,0 +1,1 @@
+"""Dataset audits: the strategies a model uses per class, the flags, and the one-page report."""
