@@ -46,6 +46,7 @@ class RunOptions:
     skip_existing: bool = False
     json: bool = False
     save_scores: bool = False
+    record_weights: bool = False  # each JSON record carries the grid's weights (flat, row-major): what audits read
     quiet: bool = False
     fail_fast: bool = False
     null_separated: bool = False

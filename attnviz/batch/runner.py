@@ -189,6 +189,8 @@ class Runner:
             }
             if "scores" in entries[0]:
                 record["scores"] = entries[0]["scores"]
+            if self.options.record_weights:
+                record["weights"] = [round(float(w), 7) for w in first.weights.ravel()]
             if len(entries) > 1:
                 record["maps"] = entries
             if item.frames > 1:

@@ -13,9 +13,11 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from attnviz import __version__
+from attnviz.cli import audit as audit_command
 from attnviz.cli import run as run_commands
 from attnviz.cli import study
 from attnviz.cli.options import (
+    AUDIT_EXAMPLES,
     COMPARE_EXAMPLES,
     ENCODERS_EXAMPLES,
     EVAL_EXAMPLES,
@@ -61,6 +63,7 @@ app = typer.Typer(
 app.callback()(main_options)
 app.command(cls=Command, epilog=RUN_EXAMPLES)(run_commands.run)
 app.command(cls=Command, epilog=COMPARE_EXAMPLES)(run_commands.compare)
+app.command(cls=Command, epilog=AUDIT_EXAMPLES)(audit_command.audit)
 app.command(cls=Command, epilog=ENCODERS_EXAMPLES)(study.encoders)
 app.command(cls=Command, epilog=LABELS_EXAMPLES)(study.labels)
 app.command(name="eval", cls=Command, epilog=EVAL_EXAMPLES)(study.evaluate)

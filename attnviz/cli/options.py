@@ -49,6 +49,14 @@ COMPARE_EXAMPLES = _examples(
 )
 
 
+AUDIT_EXAMPLES = _examples(
+    "attnviz audit photos/ -o audit/            # -> audit/report.html and audit/records.jsonl",
+    "attnviz audit photos/ -o audit/ -e timm:resnet50 -w my.safetensors --labels classes.txt",
+    "attnviz audit --from ray_out/ -o audit/    # re-analyse records without a network",
+    "xdg-open audit/report.html                 # opens from disk: no server, no network",
+)
+
+
 ENCODERS_EXAMPLES = _examples(
     "attnviz encoders",
 )

@@ -1,0 +1,142 @@
+"""From records to findings: each image's statistics, its class's strategies, the scatter and the flags.
+
+Images are grouped by the class their map explains (`target`). Each record gains `id`, `cluster` (its strategy
+within its class, -1 when the class has too few images to cluster), `xy`, `stats` and `flags`; each class gains
+its strategies, numbered from the largest, with their sizes, members and exemplars.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from attnviz.audit.records import Record
+from attnviz.audit.stats import LOW_PROB, SMALL_SHARE, features, grid_of, map_stats, outliers, resample
+from attnviz.audit.strategies import MIN_IMAGES, embed, strategies
+
+#: Exemplars shown per strategy: the members closest to its centre.
+EXEMPLARS = 4
+
+
+@dataclass
+class Strategy:
+    id: int
+    members: list[int]  # record ids, closest to the centre first
+    share: float
+    small: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class ClassFindings:
+    index: int
+    label: str
+    members: list[int]
+    clustered: bool
+    strategies: list[Strategy] = field(default_factory=list)
+
+
+def target_of(record: Record) -> tuple[int, str, float]:
+    target = record.get("target")
+    if not isinstance(target, dict):
+        raise ValueError(f"record of {record.get('input')} has no target")
+    return int(target["index"]), str(target["label"]), float(target["prob"])
+
+
+def analyse(records: list[Record]) -> list[ClassFindings]:
+    """Adds the per-image findings to `records` (in place, ordered by input) and returns the per-class ones."""
+    records.sort(key=lambda r: str(r.get("input")))
+    maps = []
+    for number, record in enumerate(records):
+        record["id"] = number
+        grid = record["grid"]
+        weights = record["weights"]
+        assert isinstance(grid, list) and isinstance(weights, list)
+        maps.append(grid_of(weights, grid))
+    x = features(np.stack([resample(m) for m in maps])) if maps else np.zeros((0, 0))  # (N, D)
+    xy = embed(x) if len(x) else np.zeros((0, 2))
+    by_class: dict[int, list[int]] = defaultdict(list)
+    labels: dict[int, str] = {}
+    for record in records:
+        index, label, _ = target_of(record)
+        by_class[index].append(int(record["id"]))  # type: ignore[call-overload]
+        labels[index] = label
+    found = []
+    for index, members in sorted(by_class.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        found.append(_class_findings(index, labels[index], members, x, records))
+    for record, single, point in zip(records, maps, xy, strict=True):
+        stats = map_stats(single)
+        _, _, prob = target_of(record)
+        flags = record.setdefault("flags", [])
+        assert isinstance(flags, list)
+        if stats.border_peak:
+            flags.append("border_peak")
+        if prob < LOW_PROB:
+            flags.append("low_prob")
+        record["xy"] = [round(float(v), 4) for v in point]
+        record["stats"] = {
+            "border": round(stats.border, 4),
+            "entropy": round(stats.entropy, 4),
+            "distance": record.pop("_distance", None),
+            "peak_x": round(stats.peak_x, 4),
+            "peak_y": round(stats.peak_y, 4),
+        }
+    return found
+
+
+def _class_findings(index: int, label: str, members: list[int], x: np.ndarray, records: list[Record]) -> ClassFindings:
+    """Cluster one class's maps and write each member's strategy, distance and strategy flags."""
+    found = ClassFindings(index, label, members, clustered=len(members) >= MIN_IMAGES)
+    result = strategies(x[members])
+    far = outliers(result.distances)
+    for k in range(int(result.labels.max()) + 1 if len(members) else 0):
+        inside = np.flatnonzero(result.labels == k)
+        ordered = [members[i] for i in inside[np.argsort(result.distances[inside], kind="stable")]]
+        share = len(inside) / len(members)
+        small = found.clustered and share <= SMALL_SHARE
+        found.strategies.append(Strategy(k, ordered, share, small))
+    for position, record_id in enumerate(members):
+        record = records[record_id]
+        flags: list[str] = []
+        if found.clustered and found.strategies[int(result.labels[position])].small:
+            flags.append("small_strategy")
+        if found.clustered and far[position]:
+            flags.append("outlier")
+        record["flags"] = flags
+        record["cluster"] = int(result.labels[position]) if found.clustered else -1
+        record["_distance"] = round(float(result.distances[position]), 4)
+    return found
+
+
+def mean_map(records: list[Record], members: list[int], side: int = 24) -> np.ndarray:
+    """(side, side) mean of the members' maps, each resampled to a common square grid first."""
+    stack = [resample(grid_of(records[i]["weights"], records[i]["grid"]), side) for i in members]  # type: ignore[arg-type]
+    return np.mean(stack, axis=0)
+
+
+def class_json(found: ClassFindings, mean_maps: dict[tuple[int, int], str]) -> dict[str, object]:
+    """One class as the report's data expects it."""
+    return {
+        "index": found.index,
+        "label": found.label,
+        "count": len(found.members),
+        "clustered": found.clustered,
+        "strategies": [
+            {
+                "id": s.id,
+                "size": s.size,
+                "share": round(s.share, 4),
+                "small": s.small,
+                "mean_map": mean_maps.get((found.index, s.id)),
+                "exemplars": s.members[:EXEMPLARS],
+            }
+            for s in found.strategies
+        ]
+        if found.clustered
+        else [],
+    }

@@ -1,0 +1,115 @@
+"""`attnviz audit`: explain every image with the batch lanes (resumably), then analyse and write the report."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from attnviz.audit.records import RECORDS, Journal, Record, read_records
+from attnviz.batch.options import RunOptions
+from attnviz.errors import UsageError
+
+#: The run's own records while it is under way: an interrupted audit resumes from them.
+JOURNAL = ".journal.jsonl"
+OVERLAYS = "overlays"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    out_dir: str = "audit"
+    source: str | None = None  # --from: records of an earlier audit or a Ray run; no network runs
+    run: RunOptions = field(default_factory=RunOptions)
+    command: str = ""
+
+
+def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = None, stderr: TextIO = sys.stderr) -> int:
+    """Returns the exit status: 1 when some input failed (its error is in the report), else 0."""
+    from attnviz.audit.report import build_audit
+
+    out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: is a file; an audit writes a folder")
+    meta: dict[str, object] = {
+        "command": options.command,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+    def say(text: str) -> None:
+        if not options.run.quiet:
+            stderr.write(f"attnviz: {text}\n")
+
+    if options.source is not None:
+        if inputs:
+            raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
+        records, errors = read_records(options.source)
+        status = 1 if errors else 0
+    else:
+        if not inputs:
+            raise UsageError("nothing to audit: give image files or folders, or --from RECORDS")
+        records, errors, status = explain_all(inputs, options, out, stdin, stderr)
+        if status == 130:  # interrupted: the journal keeps what was done, the next audit resumes from it
+            return status
+    if records:
+        first = records[0]
+        meta.update(encoder=first.get("encoder"), mode=first.get("mode"))
+    report = build_audit(out, records, errors, meta, colormap=options.run.colormap, alpha=options.run.alpha, say=say)
+    (out / JOURNAL).unlink(missing_ok=True)  # everything it held is in records.jsonl now
+    say(f"{len(records)} images, {len(errors)} failed: {report}")
+    return status
+
+
+def explain_all(
+    inputs: list[str], options: AuditOptions, out: Path, stdin: BinaryIO | None, stderr: TextIO
+) -> tuple[list[Record], list[Record], int]:
+    """Every input's record with its weights. Outputs already written by an earlier audit of the same folder are
+    kept, with their records; an output without a record (cut off between the two) is explained again."""
+    from attnviz.batch.runner import Runner
+
+    out.mkdir(parents=True, exist_ok=True)
+    fresh = options.run.overwrite
+    known = {} if fresh else _earlier_records(out)
+    run = replace(
+        options.run,
+        output=str(out / OVERLAYS),
+        json=True,
+        record_weights=True,
+        skip_existing=not fresh,
+        save_scores=False,
+    )
+    journal = Journal(out / JOURNAL)
+    try:
+        runner = Runner(run, journal, stderr)  # type: ignore[arg-type]
+        status = runner.run(inputs, stdin if stdin is not None else sys.stdin.buffer)
+        rows = list(journal.rows)
+        lost = [str(r["input"]) for r in rows if r.get("skipped") and str(r["input"]) not in known]
+        if lost and status != 130:
+            again = Runner(replace(run, skip_existing=False, overwrite=True), journal, stderr)  # type: ignore[arg-type]
+            status = max(status, again.run(lost, None))
+            rows = list(journal.rows)
+    finally:
+        journal.close()
+    done: dict[str, Record] = {}
+    errors: list[Record] = []
+    for row in rows:
+        name = str(row.get("input"))
+        if row.get("error"):
+            errors.append({"input": name, "error": row["error"]})
+        elif row.get("skipped"):
+            if name in known:
+                done.setdefault(name, known[name])
+        else:
+            done[name] = row
+    return list(done.values()), errors, status
+
+
+def _earlier_records(out: Path) -> dict[str, Record]:
+    """Records of an earlier audit of this folder, from its records.jsonl and its journal if it was interrupted."""
+    known: dict[str, Record] = {}
+    for name in (RECORDS, JOURNAL):
+        if (out / name).is_file():
+            records, _ = read_records(out / name)
+            known.update({str(r["input"]): r for r in records})
+    return known
