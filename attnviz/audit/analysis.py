@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnviz.audit.records import Record
-from attnviz.audit.stats import LOW_PROB, SMALL_SHARE, features, grid_of, map_stats, outliers, resample
+from attnviz.audit.stats import LOW_PROB, SMALL_SHARE, common_map, features, grid_of, map_stats, outliers, resample
 from attnviz.audit.strategies import MIN_IMAGES, embed, strategies
 
 #: Exemplars shown per strategy: the members closest to its centre.
@@ -58,7 +58,7 @@ def analyse(records: list[Record]) -> list[ClassFindings]:
         weights = record["weights"]
         assert isinstance(grid, list) and isinstance(weights, list)
         maps.append(grid_of(weights, grid))
-    x = features(np.stack([resample(m) for m in maps])) if maps else np.zeros((0, 0))  # (N, D)
+    x = features(np.stack([common_map(m) for m in maps])) if maps else np.zeros((0, 0))  # (N, D)
     xy = embed(x) if len(x) else np.zeros((0, 2))
     by_class: dict[int, list[int]] = defaultdict(list)
     labels: dict[int, str] = {}

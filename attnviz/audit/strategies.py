@@ -20,6 +20,10 @@ MAX_STRATEGIES = 8
 MIN_IMAGES = 8
 #: A class with more images is clustered on an even sample of this many; the rest join the nearest strategy.
 MAX_CLUSTERED = 2000
+#: Strategies whose mean maps correlate above this are one strategy. Spectral clustering splits a tight group by
+#: one-cell shifts of its peak: on the planted shortcut (scripts/shortcut.py) the tag's two halves correlated 0.84,
+#: while different strategies of a class correlated below 0.
+MERGE_CORRELATION = 0.75
 #: The scatter uses t-SNE up to this many maps and PCA beyond, where t-SNE would take minutes.
 TSNE_LIMIT = 10_000
 
@@ -80,6 +84,7 @@ def strategies(x: np.ndarray, max_k: int = MAX_STRATEGIES) -> Strategies:
         labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
     else:
         labels, values = spectral(x, max_k)
+    labels = merge_alike(x, labels)
     sizes = np.bincount(labels)
     order = np.argsort(-sizes, kind="stable")  # strategy 0 is the largest
     rank = np.empty_like(order)
@@ -89,6 +94,23 @@ def strategies(x: np.ndarray, max_k: int = MAX_STRATEGIES) -> Strategies:
     centres = np.stack([x[labels == c].mean(0) for c in range(labels.max() + 1)])
     distances = np.linalg.norm(x - centres[labels], axis=1)
     return Strategies(labels, centres, distances, values)
+
+
+def merge_alike(x: np.ndarray, labels: np.ndarray, threshold: float = MERGE_CORRELATION) -> np.ndarray:
+    """Merge, most alike first, the strategies whose mean maps (mean of the squared features) correlate above
+    `threshold`."""
+    labels = labels.copy()
+    while True:
+        ids = np.unique(labels)
+        if len(ids) < 2:
+            return labels
+        means = np.stack([(x[labels == k] ** 2).mean(0) for k in ids])  # (K, D)
+        alike = np.corrcoef(means)
+        np.fill_diagonal(alike, -1.0)
+        a, b = np.unravel_index(int(np.nanargmax(alike)), alike.shape)
+        if not alike[a, b] > threshold:
+            return labels
+        labels[labels == ids[b]] = ids[a]
 
 
 def embed(x: np.ndarray, seed: int = 0) -> np.ndarray:

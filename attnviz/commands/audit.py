@@ -25,8 +25,9 @@ class AuditOptions:
     command: str = ""
 
 
-def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = None, stderr: TextIO = sys.stderr) -> int:
+def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
     """Returns the exit status: 1 when some input failed (its error is in the report), else 0."""
+    stderr = stderr or sys.stderr
     from attnviz.audit.report import build_audit
 
     out = Path(options.out_dir)
