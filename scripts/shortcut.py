@@ -117,7 +117,7 @@ def train_head(photos: list[Photo], out: Path, steps: int = 1000) -> tuple[Path,
         optimiser.step()
     accuracy = float((head(x).argmax(1) == y).float().mean())
     print(f"training accuracy {accuracy:.3f} on {len(photos)} photos", file=sys.stderr)
-    model = encoder.model  # type: ignore[attr-defined]
+    model = encoder.get_submodule("model")  # the timm network inside the encoder, batch norms unfolded
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     state["classifier.weight"] = head.weight.detach().clone().contiguous()
     state["classifier.bias"] = head.bias.detach().clone().contiguous()
