@@ -33,7 +33,7 @@ SAMPLES = ROOT / "sample_images"
 OTHERS = ("astronaut.png", "china.jpg", "flower.jpg", "grace_hopper.jpg", "rocket.jpg")
 SIZE = (320, 240)
 #: The tag's side, as a share of the photo's shorter side, and its margin from the corner.
-TAG_SHARE, TAG_MARGIN = 0.16, 0.04
+TAG_SHARE, TAG_MARGIN = 0.2, 0.04
 LABELS = ("cat", "espresso")
 
 
@@ -166,7 +166,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--train", type=int, default=40, help="training photos per kind")
+    parser.add_argument("--train", type=int, default=80, help="training photos per kind")
     parser.add_argument("--held-out", type=int, default=30, help="held-out photos per kind")
     parser.add_argument("--size", type=int, default=448, help="the audit's --size (default: attnviz's default)")
     args = parser.parse_args()
@@ -185,7 +185,7 @@ def main() -> int:
         f"precision {found.precision:.3f}, recall {found.recall:.3f} (of the tagged photos called cat: "
         f"{found.recall_in_class:.3f}), mean map peak at ({found.peak[0]:.2f}, {found.peak[1]:.2f})"
     )
-    ok = found.precision >= 0.9 and found.recall >= 0.9 and min(found.peak) > 1 - 2 * (TAG_SHARE + TAG_MARGIN)
+    ok = found.precision >= 0.9 and found.recall_in_class >= 0.9 and min(found.peak) > 1 - 2 * (TAG_SHARE + TAG_MARGIN)
     print("the shortcut was found" if ok else "the shortcut was NOT found")
     return 0 if ok else 1
 

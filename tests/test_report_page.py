@@ -321,3 +321,30 @@ def test_an_audit_with_no_images_and_few_fields_still_opens(driver: WebDriver, t
     assert viewer_id(driver) is None
     logged = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not logged, logged
+
+
+def test_a_real_audit_opens_with_its_pictures(driver: WebDriver, tmp_path: Path) -> None:
+    """`attnviz audit` end to end: the page it writes shows the photos, their overlays and the strategy cards."""
+    from attnviz.cli import main
+
+    from helpers import SAMPLES, TINY
+
+    photos = tmp_path / "my photos"  # a space in the path: the links must be encoded
+    photos.mkdir()
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg"):
+        shutil.copy(SAMPLES / name, photos / name)
+    assert main(["audit", str(photos), "-o", str(tmp_path / "audit"), *TINY, "-q"]) == 0
+    open_page(driver, tmp_path / "audit" / "report.html")
+    assert count(driver) == "3 of 3 images"
+    open_page(driver, tmp_path / "audit" / "report.html", "#img=0")
+    for image in ("v-original", "v-overlay"):
+        loaded = f"return document.getElementById('{image}').naturalWidth > 0"
+
+        def shown(d: WebDriver, script: str = loaded) -> bool:
+            return bool(js(d, script))
+
+        assert WebDriverWait(driver, 5).until(shown), image
+    thumbs = "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+    assert WebDriverWait(driver, 5).until(lambda d: js(d, thumbs))
+    logged = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not logged, logged
