@@ -185,7 +185,7 @@ def main() -> int:
         f"precision {found.precision:.3f}, recall {found.recall:.3f} (of the tagged photos called cat: "
         f"{found.recall_in_class:.3f}), mean map peak at ({found.peak[0]:.2f}, {found.peak[1]:.2f})"
     )
-    ok = found.precision >= 0.9 and found.recall_in_class >= 0.9 and min(found.peak) > 1 - 2 * (TAG_SHARE + TAG_MARGIN)
+    ok = found.precision >= 0.9 and found.recall >= 0.9 and min(found.peak) > 1 - 2 * (TAG_SHARE + TAG_MARGIN)
     print("the shortcut was found" if ok else "the shortcut was NOT found")
     return 0 if ok else 1
 

@@ -176,7 +176,7 @@ def test_the_audit_finds_a_planted_shortcut(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     import shortcut
 
-    weights, labels = shortcut.train_head(shortcut.make_photos(tmp_path / "train", 24, seed=1), tmp_path)
+    weights, labels = shortcut.train_head(shortcut.make_photos(tmp_path / "train", 80, seed=1), tmp_path)
     held_out = shortcut.make_photos(tmp_path / "held-out", 16, seed=2)
     from attnviz.cli import main
 
@@ -184,5 +184,7 @@ def test_the_audit_finds_a_planted_shortcut(tmp_path: Path) -> None:
     args = ["audit", str(tmp_path / "held-out"), "-o", str(out), "-w", str(weights), "--labels", str(labels)]
     assert main([*args, "--size", "224", "-q"]) == 0
     found = shortcut.score(out, held_out)
-    assert found.precision >= 0.9 and found.recall_in_class >= 0.9, found
+    # the audit's job: the tagged photos the model calls "cat" are one strategy, and nothing else is in it; the
+    # model itself misses a tag now and then (14 of 16 here; 29 of 30 in scripts/shortcut.py's larger run)
+    assert found.precision >= 0.9 and found.recall_in_class >= 0.9 and found.recall >= 0.8, found
     assert min(found.peak) > 0.6, found  # the tag's strategy peaks in the bottom-right corner, at the tag
