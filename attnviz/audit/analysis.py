@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnviz.audit.records import Record
-from attnviz.audit.stats import LOW_PROB, SMALL_SHARE, common_map, features, grid_of, map_stats, outliers, resample
+from attnviz.audit.stats import (
+    LOW_PROB,
+    SMALL_OF_LARGEST,
+    SMALL_SHARE,
+    common_map,
+    features,
+    grid_of,
+    map_stats,
+    outliers,
+    resample,
+)
 from attnviz.audit.strategies import MIN_IMAGES, embed, strategies
 
 #: Exemplars shown per strategy: the members closest to its centre.
@@ -94,12 +104,14 @@ def _class_findings(index: int, label: str, members: list[int], x: np.ndarray, r
     found = ClassFindings(index, label, members, clustered=len(members) >= MIN_IMAGES)
     result = strategies(x[members])
     far = outliers(result.distances)
-    for k in range(int(result.labels.max()) + 1 if len(members) else 0):
+    sizes = np.bincount(result.labels) if len(members) else np.zeros(0, dtype=int)
+    for k, size in enumerate(sizes):
         inside = np.flatnonzero(result.labels == k)
         ordered = [members[i] for i in inside[np.argsort(result.distances[inside], kind="stable")]]
-        share = len(inside) / len(members)
-        small = found.clustered and share <= SMALL_SHARE
-        found.strategies.append(Strategy(k, ordered, share, small))
+        share = size / len(members)
+        # small: a minor way of explaining the class, beside a main one (not one of many even-sized strategies)
+        small = found.clustered and share <= SMALL_SHARE and size <= SMALL_OF_LARGEST * sizes.max()
+        found.strategies.append(Strategy(k, ordered, share, bool(small)))
     for position, record_id in enumerate(members):
         record = records[record_id]
         flags: list[str] = []

@@ -24,6 +24,8 @@ BORDER_BAND = 0.1
 LOW_PROB = 0.3
 #: A strategy holding at most this share of its class's images is "small": the possible shortcut.
 SMALL_SHARE = 0.2
+#: ... and at most this share of the class's largest strategy: six strategies of 16% each are not shortcuts.
+SMALL_OF_LARGEST = 0.5
 #: Outliers lie beyond the upper Tukey fence of their class's distances: Q3 + this many interquartile ranges.
 OUTLIER_FENCE = 1.5
 
@@ -39,7 +41,8 @@ FLAGS = [
     {
         "key": "small_strategy",
         "label": "small strategy",
-        "help": f"its strategy holds at most {SMALL_SHARE:.0%} of its class: a possible shortcut",
+        "help": f"its strategy holds at most {SMALL_SHARE:.0%} of its class and half its largest strategy: "
+        "a possible shortcut",
     },
     {"key": "low_prob", "label": "low probability", "help": f"its class's probability is under {LOW_PROB}"},
     {
