@@ -119,7 +119,7 @@ def records(work: list[Item], options: RunOptions, actors: int | None = None) ->
             **RETRIES,
         )
     for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        yield from table.to_pylist()  # type: ignore[union-attr]  (a pyarrow.Table, as asked)
+        yield from table.to_pylist()  # type: ignore[union-attr]
 
 
 def _next(results: Iterator[dict[str, Any]]) -> dict[str, Any]:
