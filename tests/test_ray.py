@@ -119,9 +119,9 @@ def test_the_same_files_and_json_lines_as_the_local_engine(capsysbinary, cluster
     assert "attnviz: 3 written, 0 skipped, 0 failed" in err
     assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local") and len(_outputs(tmp_path / "local")) == 6
     for name in _outputs(tmp_path / "local"):
-        a = np.asarray(Image.open(tmp_path / "local" / name), np.int16)
-        b = np.asarray(Image.open(tmp_path / "ray" / name), np.int16)
-        assert a.shape == b.shape and np.abs(a - b).max() <= 2, name
+        drawn = np.asarray(Image.open(tmp_path / "local" / name), np.int16)
+        again = np.asarray(Image.open(tmp_path / "ray" / name), np.int16)
+        assert drawn.shape == again.shape and np.abs(drawn - again).max() <= 2, name
     local = _lines(local_out, str(tmp_path / "local"))
     ray = _lines(ray_out, str(tmp_path / "ray"))
     assert [list(r) for r in ray] == [list(r) for r in local]  # the same fields, in the same order
