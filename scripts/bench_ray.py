@@ -1,0 +1,176 @@
+"""Ray Data against attnviz's own lanes on the same photos, side by side in one run, plus the per-stage rates the
+README's scaling model is built on.
+
+Each way runs in a fresh process of its own, one after the other, on the 48 photos of `scripts/bench.py`
+(1024 x 768 JPEGs, concat, PNG outputs, default sizes):
+
+* lanes: `Runner.run` warmed up first, as `bench.py` times it: steady-state images/s;
+* ray A x T: `read_binary_files` -> `map_batches(ExplainBatches, ActorPoolStrategy(size=A))`, T torch threads per
+  actor, on `ray.init(num_cpus=2)`: steady-state images/s (from the first returned block to the last; actors are
+  built per dataset, so there is no warm-up to do beforehand) and what came before it (start-up);
+* `attnviz run DIR -o OUT` and the same with `--engine ray`: the whole command, start-up included.
+
+`--stages` instead times each stage of one image on one thread: read, decode, network, drawing and encoding, write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import ROOT, attnviz_way, ensure_photos, timed
+
+from attnviz.cli.process import tune_allocator
+
+VARIANTS = ("lanes", "ray 2x1", "ray 1x2", "ray 2x2")
+
+
+def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # no token file under the home folder
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    start = time.perf_counter()
+    import ray
+
+    from attnviz.ray import ACTOR_OPTIONS, ExplainBatches
+
+    imported = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ready = time.perf_counter()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    with tempfile.TemporaryDirectory(prefix="attnviz-bench-ray-") as out:
+        dataset = ray.data.read_binary_files(str(photos), include_paths=True).map_batches(
+            ExplainBatches,
+            fn_constructor_kwargs={"output": out, "root": str(photos), "threads": threads},
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=4,
+            **ACTOR_OPTIONS,
+        )
+        arrivals = []
+        for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            arrivals.append((time.perf_counter(), table.num_rows))
+    ray.shutdown()
+    first, rest = arrivals[0][0], sum(rows for _, rows in arrivals[1:])
+    return {
+        "images": sum(rows for _, rows in arrivals),
+        "import": imported - start,
+        "init": ready - imported,
+        "first": first - ready,
+        "steady": rest / (arrivals[-1][0] - first),
+        "total": arrivals[-1][0] - start,
+    }
+
+
+def lanes_way(photos: Path, data: Path) -> dict[str, float]:
+    tune_allocator()
+    options = argparse.Namespace(batch_size=1, workers=None, size=448, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="attnviz-bench-lanes-") as out:
+        done, seconds, others = timed(attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out)))
+    return {"images": done, "steady": done / seconds, "others": others}
+
+
+def command_way(photos: Path, engine: str) -> float:
+    with tempfile.TemporaryDirectory(prefix="attnviz-bench-cli-") as out:
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "attnviz.cli", "run", str(photos), "-o", out, "-q", "--engine", engine]
+        subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def stages(photos: Path) -> None:
+    """Milliseconds per photo for each stage, one thread, warm page cache; sizes of what goes in and out."""
+    import numpy as np
+    import torch
+
+    from attnviz.explainer import Explainer
+    from attnviz.io.images import decode_bytes
+    from attnviz.io.outputs import encode_image, write_bytes
+    from attnviz.render.overlay import overlay
+
+    tune_allocator()
+    torch.set_num_threads(1)
+    explainer = Explainer(device="cpu")
+    paths = sorted(photos.glob("*.jpg"))
+    clock = dict.fromkeys(("read", "decode", "network", "draw+encode", "write"), 0.0)
+    sizes = {"in": 0, "out": 0}
+    with tempfile.TemporaryDirectory(prefix="attnviz-stages-") as out:
+        for index, path in enumerate([paths[0], *paths]):  # the first one warms up and is not counted
+            keep = index > 0
+            t0 = time.perf_counter()
+            data = path.read_bytes()
+            t1 = time.perf_counter()
+            image = decode_bytes(data, str(path)).image
+            tensor, small = explainer.preprocess(image)[None], explainer.preprocess_classify(image)
+            t2 = time.perf_counter()
+            (result,) = explainer.infer(tensor, [None], None if small is None else small[None])
+            t3 = time.perf_counter()
+            drawn = explainer.draw(result, image.width, image.height)
+            png = encode_image(overlay(np.asarray(image), drawn.heatmap, "turbo", 0.7), "PNG", {})
+            t4 = time.perf_counter()
+            write_bytes(Path(out) / f"{index}.png", png)
+            t5 = time.perf_counter()
+            if keep:
+                for name, seconds in zip(clock, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                    clock[name] += seconds
+                sizes["in"] += len(data)
+                sizes["out"] += len(png)
+    n = len(paths)
+    for name, seconds in clock.items():
+        print(f"{name:<12} {1000 * seconds / n:7.1f} ms/photo  ({n / seconds:8.1f} photos/s on one core)")
+    print(f"in: {sizes['in'] / n / 1024:.0f} KiB/photo (JPEG), out: {sizes['out'] / n / 1024:.0f} KiB/photo (PNG)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "bench-data", help="cache folder for the photos")
+    parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--commands", action="store_true", help="also time the whole `attnviz run` per engine")
+    parser.add_argument("--stages", action="store_true", help="time each stage on one thread instead")
+    parser.add_argument("--way", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    photos = ensure_photos(args.data / f"photos-{args.count}", args.count)
+    if args.stages:
+        stages(photos)
+        return
+    if args.way:  # a child: one way, in this fresh process
+        if args.way == "lanes":
+            result = lanes_way(photos, args.data)
+        else:
+            actors, threads = (int(n) for n in args.way.split()[1].split("x"))
+            result = ray_way(photos, actors, threads)
+        print(json.dumps(result))
+        return
+    ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup")
+    print(f"{args.count} photos in {photos}, {os.cpu_count()} CPUs; load before: {os.getloadavg()[0]:.2f}")
+    rates = {}
+    for way in args.variants.split(","):
+        child = subprocess.run(
+            [sys.executable, __file__, "--way", way, "--data", str(args.data), "--count", str(args.count)],
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode != 0:
+            sys.exit(f"{way} failed:\n{child.stderr[-3000:]}")
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        rates[way] = result["steady"]
+        extra = ", ".join(f"{k} {v:.2f} s" for k, v in result.items() if k in ("import", "init", "first", "total"))
+        print(f"{way:<10} {result['steady']:6.2f} images/s steady   {extra}")
+    if "lanes" in rates:
+        for way, rate in rates.items():
+            print(f"{way:<10} {rate / rates['lanes']:.2f}x lanes")
+    if args.commands:
+        for engine in ("local", "ray"):
+            seconds = command_way(photos, engine)
+            print(f"attnviz run ({engine}): {seconds:.1f} s for {args.count} photos, start-up included")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
