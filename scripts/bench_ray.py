@@ -54,7 +54,7 @@ def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
         )
         arrivals = []
         for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            arrivals.append((time.perf_counter(), table.num_rows))
+            arrivals.append((time.perf_counter(), table.num_rows))  # type: ignore[union-attr]
     ray.shutdown()
     first, rest = arrivals[0][0], sum(rows for _, rows in arrivals[1:])
     return {

@@ -113,7 +113,7 @@ def test_the_same_files_and_json_lines_as_the_local_engine(capsysbinary, cluster
     code, local_out, err = run(capsysbinary, "run", photos, "-o", tmp_path / "local", "--json", "-k", "2")
     assert code == 0, err
     code, ray_out, err = run(
-        capsysbinary, "run", photos, "-o", tmp_path / "ray", "--json", "-k", "2", "--engine", "ray"
+        capsysbinary, "run", photos, "-o", tmp_path / "ray", "--json", "-k", "2", "--engine", "ray", "--workers", "1"
     )
     assert code == 0, err
     assert "attnviz: 3 written, 0 skipped, 0 failed" in err
@@ -154,7 +154,9 @@ def test_broken_files_are_error_records_and_exit_1_not_a_failed_job(capsysbinary
     photos = _broken_folder(tmp_path / "photos")
     code, local_out, _ = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "local", "--json")
     assert code == 1
-    code, ray_out, err = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "ray", "--json", "--engine", "ray", "--workers", "1")
+    code, ray_out, err = run(
+        capsysbinary, "run", photos, *TINY, "-o", tmp_path / "ray", "--json", "--engine", "ray", "--workers", "1"
+    )
     assert code == 1
     assert "Ray job failed" not in err and "attnviz: 2 written, 0 skipped, 4 failed" in err
     ray, local = _lines(ray_out, str(tmp_path / "ray")), _lines(local_out, str(tmp_path / "local"))
@@ -221,7 +223,18 @@ def test_skip_existing_resumes_a_run(capsysbinary, cluster, tmp_path: Path) -> N
     kept = tmp_path / "maps" / "p0.attn-concat.png"
     lost.unlink()
     before = kept.stat().st_mtime_ns
-    args = ("run", photos, *TINY, "-o", tmp_path / "maps", "--skip-existing", "--json", "--engine", "ray", "--workers", "1")
+    args = (
+        "run",
+        photos,
+        *TINY,
+        "-o",
+        tmp_path / "maps",
+        "--skip-existing",
+        "--json",
+        "--engine",
+        "ray",
+        "--workers=1",
+    )
     code, out, err = run(capsysbinary, *args)
     assert code == 0, err
     assert "attnviz: 1 written, 3 skipped, 0 failed" in err
