@@ -188,6 +188,7 @@ class DyingOnce:
 
 
 @pytest.mark.ray
+@pytest.mark.filterwarnings("ignore:`ray_remote_args` is deprecated")  # Ray 2.60's only way to set retries
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import ray
 
