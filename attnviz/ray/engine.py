@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager, nullcontext
@@ -57,6 +59,25 @@ def _scoped_environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextmanager
+def _held_stderr() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file; its text is written out only if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
     """A cluster for the run: the caller's when Ray is already initialised, `address`'s, or a local one started
     for the run and shut down after it."""
@@ -65,8 +86,10 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    # Ray's C++ warnings (e.g. on actor restarts) would break the one-line stderr; its errors reach us as exceptions
-    with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "error"}):
+    # Ray's C++ core logs to the process's stderr: at start it announces its log level, later it warns about
+    # actor arguments on every run. Its errors reach us as exceptions, so only fatal ones are printed, and the
+    # announcement is held back with whatever else ray.init writes, which is shown only if it fails.
+    with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _held_stderr():
         if address is None:
             ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         else:
@@ -140,8 +163,6 @@ def run(
     stderr: TextIO | None = None,
 ) -> int:
     """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
-    import sys
-
     check_ray_options(options)
     stderr = stderr or sys.stderr
     # the driver plans and validates with the local engine's own code; its model never sees an image
