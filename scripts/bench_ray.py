@@ -149,8 +149,9 @@ def main() -> None:
         return
     ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup")
     print(f"{args.count} photos in {photos}, {os.cpu_count()} CPUs; load before: {os.getloadavg()[0]:.2f}")
-    rates = {}
-    for way in args.variants.split(","):
+    rates: dict[str, list[float]] = {}
+    for way in args.variants.split(","):  # a way may come back: alternating them spreads other load over both
+        load = os.getloadavg()[0]
         child = subprocess.run(
             [sys.executable, __file__, "--way", way, "--data", str(args.data), "--count", str(args.count)],
             capture_output=True,
@@ -159,12 +160,13 @@ def main() -> None:
         if child.returncode != 0:
             sys.exit(f"{way} failed:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        rates[way] = result["steady"]
+        rates.setdefault(way, []).append(result["steady"])
         extra = ", ".join(f"{k} {v:.2f} s" for k, v in result.items() if k in ("import", "init", "first", "total"))
-        print(f"{way:<10} {result['steady']:6.2f} images/s steady   {extra}")
+        print(f"{way:<10} {result['steady']:6.2f} images/s steady (load {load:.2f})   {extra}", flush=True)
     if "lanes" in rates:
-        for way, rate in rates.items():
-            print(f"{way:<10} {rate / rates['lanes']:.2f}x lanes")
+        lanes = sum(rates["lanes"]) / len(rates["lanes"])
+        for way, runs in rates.items():
+            print(f"{way:<10} mean {sum(runs) / len(runs):6.2f} images/s = {sum(runs) / len(runs) / lanes:.2f}x lanes")
     if args.commands:
         for engine in ("local", "ray"):
             seconds = command_way(photos, engine)
