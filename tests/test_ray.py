@@ -303,3 +303,30 @@ def test_without_ray_the_engine_is_one_line_naming_the_extra(tmp_path: Path, sma
         "attnviz: error: --engine ray and attnviz.ray need Ray Data: pip install 'attnviz[ray]'"
     ]
     assert not list(tmp_path.glob("*.attn-*"))
+
+
+@pytest.mark.ray
+def test_explain_batches_in_the_callers_own_process_changes_nothing_global(tmp_path: Path) -> None:
+    """Called outside an actor (no Ray needed), the class gives the same records and leaves threads, cwd and
+    Pillow's guard as they were."""
+    import torch
+
+    from attnviz.ray import ExplainBatches
+
+    photos = _photos(tmp_path / "photos", 2)
+    threads, cwd, guard = torch.get_num_threads(), os.getcwd(), Image.MAX_IMAGE_PIXELS
+    explain = ExplainBatches(str(tmp_path / "maps"), str(photos), encoder="tiny_test", size=64, threads=threads + 1)
+    paths = [str(photos / "p0.png"), str(photos / "sub" / "p1.png"), str(photos / "bad.png")]
+    batch = {
+        "path": np.array(paths),
+        "bytes": np.array([Path(p).read_bytes() for p in paths[:2]] + [b"GIF89a"], object),
+    }
+    rows = explain(batch).to_pylist()
+    assert (torch.get_num_threads(), os.getcwd(), Image.MAX_IMAGE_PIXELS) == (threads, cwd, guard)
+    assert [r["output"] for r in rows[:2]] == [
+        str(tmp_path / "maps" / n) for n in ("p0.attn-concat.png", "sub/p1.attn-concat.png")
+    ]
+    assert rows[2]["error"] == f"{paths[2]}: not an image file (or a format Pillow cannot read)"
+    assert rows[2]["output"] is None and rows[2]["weights"] is None
+    assert all(len(r["weights"]) == r["grid"][0] * r["grid"][1] for r in rows[:2])
+    assert _outputs(tmp_path / "maps") == {"p0.attn-concat.png", "sub/p1.attn-concat.png"}

@@ -74,6 +74,7 @@ class ExplainBatches:
     path relative to `root` (else the whole path, its root removed). Files are replaced atomically, so a batch
     that Ray retries writes the same files again, never duplicates. `overlays=True` puts the encoded maps in the
     records too. Any other `RunOptions` field (`mode`, `size`, `topk`, `targets`, ...) by keyword, or `options`.
+    In an actor, `threads` is its torch thread count (Ray would leave it at its CPU share, rounded up).
     """
 
     def __init__(
@@ -91,12 +92,12 @@ class ExplainBatches:
             options = RunOptions(output=output, **settings)
         elif output is not None or settings:
             raise UsageError("give either options= or output= and settings, not both")
-        if cwd is not None:  # the command line's rows name files as typed, relative to where it was started
-            os.chdir(cwd)
-        # this process is the actor's own, so it is tuned as the command line tunes its process
-        torch.set_num_threads(threads)
-        tune_allocator()
-        use_own_pixel_limit()
+        if _in_actor():  # the actor's process is its own: tuned as the command line tunes its process
+            if cwd is not None:  # the command line's rows name files as typed, relative to where it was started
+                os.chdir(cwd)
+            torch.set_num_threads(threads)
+            tune_allocator()
+            use_own_pixel_limit()
         self.runner = _RowRunner(options)
         self.write = options.output is not None
         self.out_dir = Path(options.output or ".")
@@ -151,6 +152,13 @@ class ExplainBatches:
         if self.overlays and not item.skipped:
             record["overlays"] = [content for _, content in item.files if isinstance(content, bytes)]
         return record
+
+
+def _in_actor() -> bool:
+    """Whether this is a Ray actor's process; anywhere else (a caller's own process) nothing global is changed."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
 
 
 def _without_scheme(root: str) -> str:
