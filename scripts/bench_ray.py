@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,28 @@ from attnviz.cli.process import tune_allocator
 VARIANTS = ("lanes", "ray 2x1", "ray 1x2", "ray 2x2")
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and all its descendants, waited for or not (Ray's raylet, its
+    workers and actors): what the work cost, whatever other load the machine carries."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                stats[int(entry.name)] = (int(fields[1]), seconds)
+        except (OSError, ValueError, IndexError):
+            continue
+    mine, total = {os.getpid()}, sum(os.times()[:2])
+    grew = True
+    while grew:
+        found = {pid for pid, (parent, _) in stats.items() if parent in mine} - mine
+        total += sum(stats[pid][1] for pid in found)
+        mine |= found
+        grew = bool(found)
+    return total
+
+
 def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # no token file under the home folder
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
@@ -41,7 +64,8 @@ def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
     from attnviz.ray import ACTOR_OPTIONS, ExplainBatches
 
     imported = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    session = tempfile.mkdtemp(prefix="avb-")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=session)
     ready = time.perf_counter()
     ray.data.DataContext.get_current().enable_progress_bars = False
     with tempfile.TemporaryDirectory(prefix="attnviz-bench-ray-") as out:
@@ -52,10 +76,12 @@ def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
             batch_size=4,
             **ACTOR_OPTIONS,
         )
-        arrivals = []
+        arrivals, spent = [], []
         for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
             arrivals.append((time.perf_counter(), table.num_rows))  # type: ignore[union-attr]
+            spent.append(cpu_seconds())
     ray.shutdown()
+    shutil.rmtree(session, ignore_errors=True)
     first, rest = arrivals[0][0], sum(rows for _, rows in arrivals[1:])
     return {
         "images": sum(rows for _, rows in arrivals),
@@ -63,6 +89,7 @@ def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
         "init": ready - imported,
         "first": first - ready,
         "steady": rest / (arrivals[-1][0] - first),
+        "cpu": (spent[-1] - spent[0]) / rest,
         "total": arrivals[-1][0] - start,
     }
 
@@ -71,8 +98,11 @@ def lanes_way(photos: Path, data: Path) -> dict[str, float]:
     tune_allocator()
     options = argparse.Namespace(batch_size=1, workers=None, size=448, device="cpu")
     with tempfile.TemporaryDirectory(prefix="attnviz-bench-lanes-") as out:
-        done, seconds, others = timed(attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out)))
-    return {"images": done, "steady": done / seconds, "others": others}
+        work = attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out))
+        before = sum(os.times()[:2])
+        done, seconds, others = timed(work)
+        cpu = sum(os.times()[:2]) - before
+    return {"images": done, "steady": done / seconds, "others": others, "cpu": cpu / done}
 
 
 def command_way(photos: Path, engine: str) -> float:
@@ -150,6 +180,7 @@ def main() -> None:
     ensure_photos(args.data / "warmup", 1, offset=1_000_000, prefix="warmup")
     print(f"{args.count} photos in {photos}, {os.cpu_count()} CPUs; load before: {os.getloadavg()[0]:.2f}")
     rates: dict[str, list[float]] = {}
+    costs: dict[str, list[float]] = {}
     for way in args.variants.split(","):  # a way may come back: alternating them spreads other load over both
         load = os.getloadavg()[0]
         child = subprocess.run(
@@ -161,12 +192,16 @@ def main() -> None:
             sys.exit(f"{way} failed:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
         rates.setdefault(way, []).append(result["steady"])
+        costs.setdefault(way, []).append(result["cpu"])
         extra = ", ".join(f"{k} {v:.2f} s" for k, v in result.items() if k in ("import", "init", "first", "total"))
-        print(f"{way:<10} {result['steady']:6.2f} images/s steady (load {load:.2f})   {extra}", flush=True)
+        rate, cpu = result["steady"], result["cpu"]
+        line = f"{way:<10} {rate:6.2f} images/s steady, {1000 * cpu:4.0f} CPU ms/image (load {load:.2f})   {extra}"
+        print(line, flush=True)
     if "lanes" in rates:
         lanes = sum(rates["lanes"]) / len(rates["lanes"])
         for way, runs in rates.items():
-            print(f"{way:<10} mean {sum(runs) / len(runs):6.2f} images/s = {sum(runs) / len(runs) / lanes:.2f}x lanes")
+            mean, cost = sum(runs) / len(runs), sum(costs[way]) / len(costs[way])
+            print(f"{way:<10} mean {mean:6.2f} images/s = {mean / lanes:.2f}x lanes; {1000 * cost:.0f} CPU ms/image")
     if args.commands:
         for engine in ("local", "ray"):
             seconds = command_way(photos, engine)
