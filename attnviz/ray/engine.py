@@ -103,22 +103,27 @@ def ray_session(address: str | None) -> Iterator[None]:
 @contextmanager
 def _data_context() -> Iterator[None]:
     """Records in input order, no progress bars, no block skipped: a block lost after its retries fails the run
-    (`max_errored_blocks = 0`) rather than silently losing its outputs. Restored afterwards."""
-    from ray.data import DataContext
+    (`max_errored_blocks = 0`) rather than silently losing its outputs. Ray's logs and its deprecation notes
+    about its own settings (issued when its context is first made) are kept off stderr: a failed job reaches us
+    as an exception, said in one line. Everything is restored afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+        from ray.data import DataContext
 
-    context = DataContext.get_current()
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.max_errored_blocks)
-    data_logger = logging.getLogger("ray.data")
-    level = data_logger.level
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
-    context.max_errored_blocks = 0
-    data_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        context.execution_options.preserve_order, context.enable_progress_bars, context.max_errored_blocks = saved
-        data_logger.setLevel(level)
+        context = DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.max_errored_blocks)
+        data_logger = logging.getLogger("ray.data")
+        level = data_logger.level
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        context.max_errored_blocks = 0
+        data_logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved[:2]
+            context.max_errored_blocks = saved[2]
+            data_logger.setLevel(level)
 
 
 def records(work: list[Item], options: RunOptions, actors: int | None = None) -> Generator[dict[str, Any], None, None]:
@@ -171,7 +176,7 @@ def run(
     items = [runner.outputs.admit(job, single, seq) for seq, job in enumerate(jobs)]
     work = [item for item in items if item.error is None and not item.skipped]
     progress = Progress(stderr, len(items), enabled=stderr.isatty() and not options.quiet and not single)
-    with ray_session(address) if work else nullcontext(), _data_context():  # all skipped: no cluster to start
+    with _data_context(), ray_session(address) if work else nullcontext():  # all skipped: no cluster to start
         results = records(work, options, options.workers)
         with closing(results):  # before Ray shuts down: an open iterator would report to a cluster that is gone
             for item in items:
