@@ -302,7 +302,7 @@ def test_the_readme_recipe_runs_as_written(cluster, tmp_path: Path, monkeypatch:
     import pyarrow.parquet as pq
 
     readme = (ROOT / "README.md").read_text()
-    recipe = re.search(r"### On Ray.*?```python\n(.*?)```", readme, re.S)
+    recipe = re.search(r"\n## On Ray\n.*?```python\n(.*?)```", readme, re.S)
     assert recipe is not None
     (tmp_path / "photos").mkdir()
     for name in ("chelsea.png", "coffee.png"):
