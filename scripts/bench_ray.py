@@ -127,32 +127,39 @@ def stages(photos: Path) -> None:
     torch.set_num_threads(1)
     explainer = Explainer(device="cpu")
     paths = sorted(photos.glob("*.jpg"))
-    clock = dict.fromkeys(("read", "decode", "network", "draw+encode", "write"), 0.0)
+    names = ("read", "decode", "network", "draw+encode", "write")
+    cpu, wall = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     sizes = {"in": 0, "out": 0}
     with tempfile.TemporaryDirectory(prefix="attnviz-stages-") as out:
         for index, path in enumerate([paths[0], *paths]):  # the first one warms up and is not counted
-            keep = index > 0
-            t0 = time.perf_counter()
+            marks = [(time.thread_time(), time.perf_counter())]
             data = path.read_bytes()
-            t1 = time.perf_counter()
+            marks.append((time.thread_time(), time.perf_counter()))
             image = decode_bytes(data, str(path)).image
             tensor, small = explainer.preprocess(image)[None], explainer.preprocess_classify(image)
-            t2 = time.perf_counter()
+            marks.append((time.thread_time(), time.perf_counter()))
             (result,) = explainer.infer(tensor, [None], None if small is None else small[None])
-            t3 = time.perf_counter()
+            marks.append((time.thread_time(), time.perf_counter()))
             drawn = explainer.draw(result, image.width, image.height)
             png = encode_image(overlay(np.asarray(image), drawn.heatmap, "turbo", 0.7), "PNG", {})
-            t4 = time.perf_counter()
+            marks.append((time.thread_time(), time.perf_counter()))
             write_bytes(Path(out) / f"{index}.png", png)
-            t5 = time.perf_counter()
-            if keep:
-                for name, seconds in zip(clock, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
-                    clock[name] += seconds
+            marks.append((time.thread_time(), time.perf_counter()))
+            if index > 0:
+                for i, name in enumerate(names):
+                    cpu[name] += marks[i + 1][0] - marks[i][0]
+                    wall[name] += marks[i + 1][1] - marks[i][1]
                 sizes["in"] += len(data)
                 sizes["out"] += len(png)
     n = len(paths)
-    for name, seconds in clock.items():
-        print(f"{name:<12} {1000 * seconds / n:7.1f} ms/photo  ({n / seconds:8.1f} photos/s on one core)")
+    print(f"one thread, {n} photos, warm page cache; load {os.getloadavg()[0]:.2f} (CPU time does not count it)")
+    for name in names:
+        per_core, elapsed = n / cpu[name], 1000 * wall[name] / n
+        print(
+            f"{name:<12} {1000 * cpu[name] / n:7.1f} CPU ms/photo ({per_core:8.1f}/s per core), wall {elapsed:7.1f} ms"
+        )
+    total = sum(cpu.values())
+    print(f"all stages   {1000 * total / n:7.1f} CPU ms/photo, network {100 * cpu['network'] / total:.0f}% of it")
     print(f"in: {sizes['in'] / n / 1024:.0f} KiB/photo (JPEG), out: {sizes['out'] / n / 1024:.0f} KiB/photo (PNG)")
 
 
