@@ -174,6 +174,7 @@ RayAddressOption = Annotated[
     typer.Option(
         "--ray-address",
         metavar="ADDR",
-        help="With --engine ray: an existing cluster (ray://host:10001, or auto) instead of a local Ray.",
+        help="With --engine ray: an existing cluster, as ray.init takes it (auto, HOST:6379), instead of a local Ray; "
+        "its workers must see the same paths.",
     ),
 ]
