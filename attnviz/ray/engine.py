@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager, nullcontext
@@ -59,22 +58,22 @@ def _scoped_environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def _held_stderr() -> Iterator[None]:
-    """File descriptor 2 goes to a temporary file; its text is written out only if the block raises."""
+def _discarded_stderr() -> Iterator[None]:
+    """File descriptor 2 goes nowhere for the block: Ray's C++ core writes to it directly."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
+    with open(os.devnull, "wb") as nowhere:
+        os.dup2(nowhere.fileno(), 2)
         try:
             yield
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 @contextmanager
@@ -86,14 +85,19 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    # Ray's C++ core logs to the process's stderr: at start it announces its log level, later it warns about
-    # actor arguments on every run. Its errors reach us as exceptions, so only fatal ones are printed, and the
-    # announcement is held back with whatever else ray.init writes, which is shown only if it fails.
-    with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _held_stderr():
-        if address is None:
-            ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    # Ray's C++ core logs to the process's stderr: at start it announces its log level and retries a connection
+    # line by line, later it warns about actor arguments on every run. Its errors reach us as exceptions, so only
+    # fatal ones are printed, nothing during ray.init, and a failure to start or connect is one line.
+    try:
+        with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _discarded_stderr():
+            quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if address is None:
+                ray.init(num_cpus=cpu_count(), include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+    except Exception as exc:
+        where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
+        raise ComputeError(f"cannot {where}: {_last_line(exc)}") from None
     try:
         yield
     finally:
@@ -155,8 +159,7 @@ def _next(results: Iterator[dict[str, Any]]) -> dict[str, Any]:
     try:
         return next(results)
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        raise ComputeError(f"the Ray job failed: {lines[-1] if lines else type(exc).__name__}") from None
+        raise ComputeError(f"the Ray job failed: {_last_line(exc)}") from None
 
 
 def run(
