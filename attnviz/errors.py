@@ -29,3 +29,7 @@ class ComputeError(AttnvizError):
 
 class OutputError(AttnvizError):
     """An output could not be written (exists already, would replace the input, disk error)."""
+
+
+class MissingExtraError(AttnvizError, ImportError):
+    """An optional part of attnviz was asked for without its extra installed (`pip install 'attnviz[ray]'`)."""

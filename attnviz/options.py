@@ -70,6 +70,13 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Engine(str, Enum):
+    """Where `run`'s work is done: attnviz's own lanes, or Ray Data actors (the `ray` extra)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class Format(str, Enum):
     png = "png"
     jpg = "jpg"

@@ -15,6 +15,7 @@ from typer.core import TyperCommand
 
 from attnviz.options import (
     MIN_SIZE,
+    Engine,
     Interpolation,
     Query,
 )
@@ -39,6 +40,7 @@ RUN_EXAMPLES = _examples(
     "attnviz run photo.jpg -k 3 --annotate         # three maps, each labelled",
     "attnviz run photos/ -o maps/ --skip-existing  # a folder; resume an interrupted run",
     "find . -name '*.jpg' | attnviz run - -o maps/ --json | jq -r .target.label",
+    "attnviz run photos/ -o maps/ --engine ray --json  # on Ray Data (pip install 'attnviz[ray]')",
 )
 
 
@@ -167,3 +169,20 @@ AlphaOption = Annotated[
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="Where the work is done: attnviz's own lanes, or Ray Data actors on a local Ray started for the run "
+        "or on --ray-address (needs pip install 'attnviz[ray]').",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --engine ray: an existing cluster, as ray.init takes it (auto, HOST:6379), instead of a local Ray; "
+        "its workers must see the same paths.",
+    ),
+]

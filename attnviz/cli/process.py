@@ -46,6 +46,18 @@ def tune_process() -> None:
     warnings.showwarning = _one_line_warning
 
 
+def ray_token() -> None:
+    """For `--engine ray` without --ray-address, before Ray is imported (it reads its settings then): the local Ray
+    started for the run gets token auth with a random token in the environment, which its processes inherit,
+    instead of the token file Ray would otherwise write under the home folder and leave there."""
+    import os
+    import secrets
+
+    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def own_pixel_limit() -> None:
     """For commands that decode images: --max-pixels is the guard, checked from the header with a clear message;
     Pillow's own would refuse less clearly. Called by the command, so `--help` never imports Pillow."""

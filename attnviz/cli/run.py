@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Annotated
 
@@ -12,18 +13,21 @@ from attnviz.cli.options import (
     ClassifySizeOption,
     ColormapOption,
     EncoderOption,
+    EngineOption,
     InterpolationOption,
     LabelsOption,
     LayerOption,
     OverwriteOption,
     QueryOption,
+    RayAddressOption,
     SizeOption,
     SmoothOption,
     TargetOption,
     TopkOption,
     WeightsOption,
 )
-from attnviz.cli.process import own_pixel_limit
+from attnviz.cli.process import own_pixel_limit, ray_token
+from attnviz.errors import UsageError
 from attnviz.options import (
     COMPARE_MODES,
     DEFAULT_ALPHA,
@@ -33,6 +37,7 @@ from attnviz.options import (
     DEFAULT_SIZE,
     DEFAULT_SMOOTH,
     Device,
+    Engine,
     Format,
     Interpolation,
     Mode,
@@ -109,7 +114,8 @@ def run(
             "--workers",
             metavar="N",
             min=1,
-            help="Images in flight at once, each on its own thread [default: one per CPU core, at most 4].",
+            help="Images in flight at once, each on its own thread [default: one per CPU core, at most 4]; with "
+            "--engine ray, actors [default: one per CPU of the cluster].",
             show_default=False,
         ),
     ] = None,
@@ -118,11 +124,18 @@ def run(
         int,
         typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
     ] = DEFAULT_MAX_PIXELS,
+    engine: EngineOption = Engine.local,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
+    if ray_address is not None and engine is not Engine.ray:
+        raise UsageError("--ray-address needs --engine ray")
+    if engine is Engine.ray:  # without the extra: one line naming it, before any model is loaded
+        if ray_address is None:
+            ray_token()
+        importlib.import_module("attnviz.ray")
     own_pixel_limit()
     from attnviz.batch.options import RunOptions
-    from attnviz.batch.runner import run as run_batch
 
     options = RunOptions(
         mode=mode,
@@ -155,7 +168,13 @@ def run(
         device=device.value,
         max_pixels=max_pixels,
     )
-    raise typer.Exit(run_batch(inputs, options))
+    if engine is Engine.ray:
+        from attnviz.ray.engine import run as run_ray
+
+        raise typer.Exit(run_ray(inputs, options, ray_address))
+    from attnviz.batch.runner import run as run_local
+
+    raise typer.Exit(run_local(inputs, options))
 
 
 def compare(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -52,8 +54,18 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise InputError(f"{name}: {kind}")
     if os.path.isdir(name):
         raise InputError(f"{name}: is a folder, not an image")
+    return _decode(name, name, max_pixels)
+
+
+def decode_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """`load_image` for a file's bytes read elsewhere (object storage, Ray's `read_binary_files`); `name` is the
+    path the errors name. The same checks and messages as a file on disk."""
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: str | BinaryIO, name: str, max_pixels: int) -> LoadedImage:
     try:
-        with Image.open(name) as im:
+        with Image.open(source) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise InputError(

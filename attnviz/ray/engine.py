@@ -1,0 +1,196 @@
+"""`attnviz run --engine ray`: the local engine's plan, files and JSON lines, with the work done by Ray Data actors.
+
+The driver plans every input as the local engine does (output names, collisions, `--skip-existing`, refusals), so
+both engines name and refuse alike; the rows it hands to Ray carry each input's path and planned outputs. Actors
+read, explain and write; the driver reports each input in input order as its record comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager, nullcontext
+from dataclasses import replace
+from typing import Any, BinaryIO, TextIO
+
+from attnviz.batch.options import STDOUT, RunOptions
+from attnviz.batch.plan import Item
+from attnviz.batch.progress import Progress
+from attnviz.batch.runner import Runner, cpu_count
+from attnviz.errors import ComputeError, UsageError
+from attnviz.ray.batches import ExplainBatches
+from attnviz.ray.records import json_record
+
+#: What each actor asks of Ray. Half a CPU: with whole CPUs, N actors on N cores leave Ray's read and input tasks
+#: none, and the job hangs (measured with Ray 2.60 on 2 cores).
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0.5}
+#: Ray's default for actors is to restart them and retry their tasks forever, so a file that kills its worker every
+#: time would loop; three tries, then the run stops with that error. Ray 2.60 takes these only as `ray_remote_args`,
+#: which it calls deprecated without offering a named parameter yet.
+RETRIES: dict[str, Any] = {"max_restarts": 3, "max_task_retries": 3}
+#: Rows per actor call: small, so a retried call redoes little and results stream back in order.
+BATCH_ROWS = 4
+
+
+def check_ray_options(options: RunOptions) -> None:
+    """What the Ray engine cannot do: it writes files, and its actors cannot stop each other at a first failure."""
+    if options.output == STDOUT:
+        raise UsageError("-o - (image to stdout) needs --engine local")
+    if options.fail_fast:
+        raise UsageError("--fail-fast needs --engine local (Ray's actors keep explaining after a failure)")
+
+
+@contextmanager
+def _scoped_environment(values: dict[str, str]) -> Iterator[None]:
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def _discarded_stderr() -> Iterator[None]:
+    """File descriptor 2 goes nowhere for the block: Ray's C++ core writes to it directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as nowhere:
+        os.dup2(nowhere.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """A cluster for the run: the caller's when Ray is already initialised, `address`'s, or a local one started
+    for the run and shut down after it."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    # Ray's C++ core logs to the process's stderr: at start it announces its log level and retries a connection
+    # line by line, later it warns about actor arguments on every run. Its errors reach us as exceptions, so only
+    # fatal ones are printed, nothing during ray.init, and a failure to start or connect is one line.
+    try:
+        with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _discarded_stderr():
+            quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if address is None:
+                ray.init(num_cpus=cpu_count(), include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+    except Exception as exc:
+        where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
+        raise ComputeError(f"cannot {where}: {_last_line(exc)}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextmanager
+def _data_context() -> Iterator[None]:
+    """Records in input order, no progress bars, no block skipped: a block lost after its retries fails the run
+    (`max_errored_blocks = 0`) rather than silently losing its outputs. Ray's logs and its deprecation notes
+    about its own settings (issued when its context is first made) are kept off stderr: a failed job reaches us
+    as an exception, said in one line. Everything is restored afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.max_errored_blocks)
+        data_logger = logging.getLogger("ray.data")
+        level = data_logger.level
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        context.max_errored_blocks = 0
+        data_logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved[:2]
+            context.max_errored_blocks = saved[2]
+            data_logger.setLevel(level)
+
+
+def records(work: list[Item], options: RunOptions, actors: int | None = None) -> Generator[dict[str, Any], None, None]:
+    """Explain the planned items on the current cluster; one record per item, in order. Consumed once: a Ray
+    dataset is lazy, and a second pass would run the network again."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    if not work:
+        return
+    rows = [{"path": item.job.input, "outputs": [str(p) for p in item.outputs]} for item in work]
+    size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        dataset = ray.data.from_items(rows).map_batches(
+            ExplainBatches,
+            fn_constructor_kwargs={"options": replace(options, output=options.output or "."), "cwd": os.getcwd()},
+            compute=ActorPoolStrategy(size=min(size, len(rows))),
+            batch_size=BATCH_ROWS,
+            **ACTOR_OPTIONS,
+            **RETRIES,
+        )
+    for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        yield from table.to_pylist()  # type: ignore[union-attr]
+
+
+def _next(results: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next record; a job that failed (its retries spent) is one line, as any other error."""
+    try:
+        return next(results)
+    except Exception as exc:
+        raise ComputeError(f"the Ray job failed: {_last_line(exc)}") from None
+
+
+def run(
+    arguments: list[str],
+    options: RunOptions,
+    address: str | None = None,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
+    check_ray_options(options)
+    stderr = stderr or sys.stderr
+    # the driver plans and validates with the local engine's own code; its model never sees an image
+    runner = Runner(replace(options, device="cpu"), stdout or sys.stdout.buffer, stderr)
+    jobs, _, single = runner.outputs.jobs(arguments, stdin if stdin is not None else sys.stdin.buffer)
+    items = [runner.outputs.admit(job, single, seq) for seq, job in enumerate(jobs)]
+    work = [item for item in items if item.error is None and not item.skipped]
+    progress = Progress(stderr, len(items), enabled=stderr.isatty() and not options.quiet and not single)
+    with _data_context(), ray_session(address) if work else nullcontext():  # all skipped: no cluster to start
+        results = records(work, options, options.workers)
+        with closing(results):  # before Ray shuts down: an open iterator would report to a cluster that is gone
+            for item in items:
+                if item.error is None and not item.skipped:
+                    record = json_record(_next(results))
+                    if "error" in record:
+                        item.error = str(record["error"])
+                    else:
+                        item.record = record
+                runner.writer.emit(item, progress)
+    progress.clear()
+    if not single and not options.quiet:
+        stderr.write(runner.writer.summary.line() + "\n")
+    return 1 if runner.writer.summary.failed else 0

@@ -1,0 +1,358 @@
+"""`attnviz.ray` and `run --engine ray` on one local Ray cluster shared by the tests (`-m 'not ray'` leaves them
+out): the same files and JSON lines as the local engine, error records for broken files, a killed worker that
+loses and duplicates nothing, resuming, and the README's recipe as written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import SAMPLES, SUBPROCESS_SETUP, TESTS, TINY, run
+
+ROOT = TESTS.parent
+RAY_SETTINGS = ("HOME", "PYTHONPATH", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
+
+def _register_tiny() -> None:
+    """Each Ray worker runs this first; unpickling it there imports this module, whose `helpers` import registers
+    the tiny encoder, as it is registered here."""
+
+
+def _ray_processes(marker: str) -> list[int]:
+    """Processes whose command line names `marker` (the cluster's own temporary folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[None]:
+    """One `ray.init(num_cpus=2)` for every test here. Token auth gets its token from the environment and HOME
+    points at a temporary folder, so nothing is written under the real home; no Ray process outlives it."""
+    real_token = Path.home() / ".ray" / "auth_token"
+    had_token = real_token.exists()
+    saved = {key: os.environ.get(key) for key in RAY_SETTINGS}
+    home, temp = tempfile.mkdtemp(prefix="attnviz-ray-home-"), tempfile.mkdtemp(prefix="avr-")
+    os.environ.update(
+        HOME=home,
+        PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT), *filter(None, [saved["PYTHONPATH"]])]),
+        RAY_AUTH_MODE="token",  # read when Ray is imported, so set before
+        RAY_AUTH_TOKEN=secrets.token_hex(16),
+    )
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        _temp_dir=temp,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"worker_process_setup_hook": _register_tiny},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        deadline = time.monotonic() + 60  # Ray stops its processes asynchronously; slow on a loaded machine
+        while _ray_processes(temp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _ray_processes(temp)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
+        assert not left, f"Ray processes left running: {left}"
+        assert real_token.exists() == had_token, "a Ray auth token was left under the home folder"
+
+
+def _photos(folder: Path, count: int, size: tuple[int, int] = (72, 56)) -> Path:
+    rng = np.random.default_rng(count)
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        where = folder / "sub" if i % 2 else folder
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(where / f"p{i}.png")
+    return folder
+
+
+def _lines(out: bytes, prefix: str) -> list[dict[str, Any]]:
+    """JSON lines with the output folder taken out of the paths, so two runs into two folders compare."""
+    return [json.loads(line.replace(prefix, "OUT")) for line in out.decode().splitlines()]
+
+
+def _outputs(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.ray
+def test_the_same_files_and_json_lines_as_the_local_engine(capsysbinary, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name, where in (("chelsea.png", photos), ("coffee.png", photos / "sub"), ("astronaut.png", photos)):
+        shutil.copy(SAMPLES / name, where / name)
+    code, local_out, err = run(capsysbinary, "run", photos, "-o", tmp_path / "local", "--json", "-k", "2")
+    assert code == 0, err
+    code, ray_out, err = run(
+        capsysbinary, "run", photos, "-o", tmp_path / "ray", "--json", "-k", "2", "--engine", "ray", "--workers", "1"
+    )
+    assert code == 0, err
+    assert "attnviz: 3 written, 0 skipped, 0 failed" in err
+    assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local") and len(_outputs(tmp_path / "local")) == 6
+    for name in _outputs(tmp_path / "local"):
+        drawn = np.asarray(Image.open(tmp_path / "local" / name), np.int16)
+        again = np.asarray(Image.open(tmp_path / "ray" / name), np.int16)
+        assert drawn.shape == again.shape and np.abs(drawn - again).max() <= 2, name
+    local = _lines(local_out, str(tmp_path / "local"))
+    ray = _lines(ray_out, str(tmp_path / "ray"))
+    assert [list(r) for r in ray] == [list(r) for r in local]  # the same fields, in the same order
+    for a, b in zip(local, ray, strict=True):
+        for field in ("input", "output", "mode", "encoder", "size", "classify_size", "grid", "target"):
+            if field == "target":
+                assert a[field]["index"] == b[field]["index"] and a[field]["prob"] == pytest.approx(
+                    b[field]["prob"], abs=1e-4
+                )
+            else:
+                assert a[field] == b[field], field
+        assert [t["index"] for t in a["topk"]] == [t["index"] for t in b["topk"]]
+        assert [m["output"] for m in a["maps"]] == [m["output"] for m in b["maps"]]
+        assert np.abs(np.subtract(a["peak"], b["peak"])).max() <= 8
+
+
+def _broken_folder(folder: Path) -> Path:
+    _photos(folder, 2)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("not an image\n")
+    jpeg = folder / "cut.jpg"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[:200])
+    (folder / "gone.png").symlink_to(folder / "nowhere.png")
+    return folder
+
+
+@pytest.mark.ray
+def test_broken_files_are_error_records_and_exit_1_not_a_failed_job(capsysbinary, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photos = _broken_folder(tmp_path / "photos")
+    code, local_out, _ = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "local", "--json")
+    assert code == 1
+    code, ray_out, err = run(
+        capsysbinary, "run", photos, *TINY, "-o", tmp_path / "ray", "--json", "--engine", "ray", "--workers", "1"
+    )
+    assert code == 1
+    assert "Ray job failed" not in err and "attnviz: 2 written, 0 skipped, 4 failed" in err
+    ray, local = _lines(ray_out, str(tmp_path / "ray")), _lines(local_out, str(tmp_path / "local"))
+    errors = [r for r in ray if "error" in r]
+    assert errors == [r for r in local if "error" in r] and len(errors) == 4  # the same messages, in input order
+    assert {e["input"].rsplit("/", 1)[-1] for e in errors} == {"empty.png", "text.png", "cut.jpg", "gone.png"}
+    assert [r["input"] for r in ray] == [r["input"] for r in local]
+    assert (
+        _outputs(tmp_path / "ray") == _outputs(tmp_path / "local") == {"p0.attn-concat.png", "sub/p1.attn-concat.png"}
+    )
+
+
+class DyingOnce:
+    """`ExplainBatches` whose process exits, once, right after writing its first batch's files: the worst moment,
+    files on disk and no record returned. Whether it has died yet is a file, shared by its restarts."""
+
+    def __init__(self, marker: str, **settings: Any) -> None:
+        from attnviz.ray import ExplainBatches
+
+        self.inner = ExplainBatches(**settings)
+        self.marker = Path(marker)
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        table = self.inner(batch)
+        if not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+        return table
+
+
+@pytest.mark.ray
+@pytest.mark.filterwarnings("ignore:`ray_remote_args` is deprecated")  # Ray 2.60's only way to set retries
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import ray
+
+    from attnviz.ray.engine import ACTOR_OPTIONS, RETRIES
+
+    photos = _photos(tmp_path / "photos", 6)
+    settings = {"output": str(tmp_path / "maps"), "root": str(photos), "encoder": "tiny_test", "size": 64}
+    records = (
+        ray.data.read_binary_files(str(photos), include_paths=True)
+        .map_batches(
+            DyingOnce,
+            fn_constructor_kwargs={"marker": str(tmp_path / "died"), **settings},
+            compute=ray.data.ActorPoolStrategy(size=1),
+            batch_size=2,
+            **ACTOR_OPTIONS,
+            **RETRIES,
+        )
+        .take_all()
+    )
+    assert (tmp_path / "died").exists()  # the worker did die
+    assert sorted(Path(r["input"]).name for r in records) == [f"p{i}.png" for i in range(6)]
+    assert all(r["error"] is None and len(r["weights"]) == np.prod(r["grid"]) for r in records)
+    expected = {f"{'sub/' if i % 2 else ''}p{i}.attn-concat.png" for i in range(6)}
+    assert _outputs(tmp_path / "maps") == expected  # every map once, no temporary files left
+
+
+class AlwaysDying:
+    """A worker that dies on every batch: a file that crashes its decoder, say."""
+
+    def __init__(self, **settings: Any) -> None:
+        pass
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        os._exit(1)
+
+
+@pytest.mark.ray
+def test_a_batch_that_always_kills_its_worker_ends_the_run_in_one_line(  # type: ignore[no-untyped-def]
+    capsysbinary, cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retries are finite (Ray's default would restart forever), and a run that cannot finish says so in one line."""
+    from attnviz.ray import engine
+
+    monkeypatch.setattr(engine, "ExplainBatches", AlwaysDying)
+    monkeypatch.setattr(engine, "RETRIES", {"max_restarts": 1, "max_task_retries": 1})
+    photos = _photos(tmp_path / "photos", 2)
+    code, _, err = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "maps", "--engine", "ray", "--workers=1")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), err
+
+
+@pytest.mark.ray
+def test_skip_existing_resumes_a_run(capsysbinary, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photos = _photos(tmp_path / "photos", 4)
+    code, _, err = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "maps")
+    assert code == 0, err
+    lost = tmp_path / "maps" / "sub" / "p3.attn-concat.png"
+    kept = tmp_path / "maps" / "p0.attn-concat.png"
+    lost.unlink()
+    before = kept.stat().st_mtime_ns
+    args = (
+        "run",
+        photos,
+        *TINY,
+        "-o",
+        tmp_path / "maps",
+        "--skip-existing",
+        "--json",
+        "--engine",
+        "ray",
+        "--workers=1",
+    )
+    code, out, err = run(capsysbinary, *args)
+    assert code == 0, err
+    assert "attnviz: 1 written, 3 skipped, 0 failed" in err
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert [bool(r.get("skipped")) for r in lines] == [True, True, True, False]
+    assert lost.exists() and kept.stat().st_mtime_ns == before
+
+
+@pytest.mark.ray
+def test_rows_from_read_images_with_overlays_in_the_records(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import ray
+
+    from attnviz.ray import ACTOR_OPTIONS, ExplainBatches
+
+    photos = _photos(tmp_path / "photos", 2, size=(80, 48))
+    rows = (
+        ray.data.read_images(str(photos), include_paths=True, mode="RGB")
+        .map_batches(
+            ExplainBatches,
+            fn_constructor_kwargs={"root": str(photos), "overlays": True, "encoder": "tiny_test", "size": 64},
+            compute=ray.data.ActorPoolStrategy(size=1),
+            batch_size=2,
+            **ACTOR_OPTIONS,
+        )
+        .take_all()
+    )
+    assert sorted(r["output"] for r in rows) == ["p0.attn-concat.png", "sub/p1.attn-concat.png"]
+    for r in rows:
+        (png,) = r["overlays"]
+        assert Image.open(io.BytesIO(png)).size == (80, 48)
+    assert not (Path.cwd() / "p0.attn-concat.png").exists()  # no output folder: nothing written
+
+
+@pytest.mark.ray
+def test_the_readme_recipe_runs_as_written(cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    readme = (ROOT / "README.md").read_text()
+    recipe = re.search(r"\n## On Ray\n.*?```python\n(.*?)```", readme, re.S)
+    assert recipe is not None
+    (tmp_path / "photos").mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(SAMPLES / name, tmp_path / "photos" / name)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe.group(1), "README.md", "exec"), {})
+    assert _outputs(tmp_path / "maps") == {"chelsea.attn-concat.png", "coffee.attn-concat.png"}
+    table = pq.read_table(tmp_path / "records").to_pylist()
+    assert sorted(r["target"]["label"] for r in table) == ["Egyptian cat", "espresso"]
+    for r in table:
+        weights = np.asarray(r["weights"], np.float32)
+        assert weights.size == r["grid"][0] * r["grid"][1] and weights.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_without_ray_the_engine_is_one_line_naming_the_extra(tmp_path: Path, small_png: Path) -> None:
+    code = SUBPROCESS_SETUP + (
+        "sys.modules['ray'] = None\n"  # what `import ray` does where Ray is not installed: ImportError
+        "from attnviz.cli import main\n"
+        f"sys.exit(main(['run', {str(small_png)!r}, *{TINY!r}, '--engine', 'ray']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "attnviz: error: --engine ray and attnviz.ray need Ray Data: pip install 'attnviz[ray]'"
+    ]
+    assert not list(tmp_path.glob("*.attn-*"))
+
+
+@pytest.mark.ray
+def test_explain_batches_in_the_callers_own_process_changes_nothing_global(tmp_path: Path) -> None:
+    """Called outside an actor (no Ray needed), the class gives the same records and leaves threads, cwd and
+    Pillow's guard as they were."""
+    import torch
+
+    from attnviz.ray import ExplainBatches
+
+    photos = _photos(tmp_path / "photos", 2)
+    threads, cwd, guard = torch.get_num_threads(), os.getcwd(), Image.MAX_IMAGE_PIXELS
+    explain = ExplainBatches(str(tmp_path / "maps"), str(photos), encoder="tiny_test", size=64, threads=threads + 1)
+    paths = [str(photos / "p0.png"), str(photos / "sub" / "p1.png"), str(photos / "bad.png")]
+    batch = {
+        "path": np.array(paths),
+        "bytes": np.array([Path(p).read_bytes() for p in paths[:2]] + [b"GIF89a"], object),
+    }
+    rows = explain(batch).to_pylist()
+    assert (torch.get_num_threads(), os.getcwd(), Image.MAX_IMAGE_PIXELS) == (threads, cwd, guard)
+    assert [r["output"] for r in rows[:2]] == [
+        str(tmp_path / "maps" / n) for n in ("p0.attn-concat.png", "sub/p1.attn-concat.png")
+    ]
+    assert rows[2]["error"] == f"{paths[2]}: not an image file (or a format Pillow cannot read)"
+    assert rows[2]["output"] is None and rows[2]["weights"] is None
+    assert all(len(r["weights"]) == r["grid"][0] * r["grid"][1] for r in rows[:2])
+    assert _outputs(tmp_path / "maps") == {"p0.attn-concat.png", "sub/p1.attn-concat.png"}
