@@ -315,6 +315,16 @@ def test_the_readme_recipe_runs_as_written(cluster, tmp_path: Path, monkeypatch:
     for r in table:
         weights = np.asarray(r["weights"], np.float32)
         assert weights.size == r["grid"][0] * r["grid"][1] and weights.sum() == pytest.approx(1.0, abs=1e-4)
+    from attnviz.cli import main  # the run's records are an audit's: `audit --from` reports on them, no network
+
+    assert main(["audit", "--from", "records", "-o", "audit", "-q"]) == 0
+    audited = [json.loads(line) for line in (tmp_path / "audit" / "records.jsonl").read_text().splitlines()]
+    assert sorted(r["target"]["label"] for r in audited) == ["Egyptian cat", "espresso"]
+    assert all(
+        r["weights"] == pytest.approx(t["weights"])
+        for r, t in zip(audited, sorted(table, key=lambda t: t["input"]), strict=True)
+    )
+    assert "Egyptian cat" in (tmp_path / "audit" / "report.html").read_text()
 
 
 def test_without_ray_the_engine_is_one_line_naming_the_extra(tmp_path: Path, small_png: Path) -> None:

@@ -23,37 +23,43 @@ PARQUET = "records.parquet"
 Record = dict[str, object]
 
 
-def records_path(source: str | os.PathLike[str]) -> Path:
-    """A records file, or the folder of an audit or Ray run that holds one."""
+def records_files(source: str | os.PathLike[str]) -> list[Path]:
+    """A records file; or a folder: an audit's records.jsonl (or .parquet), else every .parquet, .jsonl and .json
+    file in it, which is what Ray Data's `write_parquet` and `write_json` leave."""
     path = Path(source)
     if path.is_dir():
         for name in (RECORDS, PARQUET):
             if (path / name).is_file():
-                return path / name
-        raise InputError(f"{path}: no {RECORDS} or {PARQUET} in this folder")
+                return [path / name]
+        found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix in (".parquet", ".jsonl", ".json"))
+        if not found:
+            raise InputError(f"{path}: no {RECORDS}, and no .parquet, .jsonl or .json records in this folder")
+        return found
     if not path.is_file():
         raise InputError(f"{path}: no such records file")
-    return path
+    return [path]
 
 
 def read_records(source: str | os.PathLike[str]) -> tuple[list[Record], list[Record]]:
-    """(records with weights, error records) from a .jsonl or .parquet file, or a folder holding one.
+    """(records with weights, error records) from a .jsonl or .parquet file, or a folder of them.
 
     A last line cut short (an interrupted run) is dropped; any other unreadable line is an error naming the line.
-    Records without weights (a plain `run --json`) cannot be analysed and are refused.
+    Null fields and encoded overlays (a Ray run's `overlays` column) are left out. Records without weights (a plain
+    `run --json`) cannot be analysed and are refused.
     """
-    path = records_path(source)
-    rows = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
     records, errors = [], []
-    for row in rows:
-        if row.get("error"):
-            errors.append({"input": row.get("input"), "error": row["error"]})
-        elif not row.get("skipped"):
-            if "weights" not in row or "grid" not in row:
-                raise InputError(
-                    f"{path}: the record of {row.get('input')} has no grid weights (made by `run --json`?)"
-                )
-            records.append(row)
+    for path in records_files(source):
+        rows = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
+        for full in rows:
+            row = {key: value for key, value in full.items() if value is not None and key != "overlays"}
+            if row.get("error"):
+                errors.append({"input": row.get("input"), "error": row["error"]})
+            elif not row.get("skipped"):
+                if "weights" not in row or "grid" not in row:
+                    raise InputError(
+                        f"{path}: the record of {row.get('input')} has no grid weights (made by `run --json`?)"
+                    )
+                records.append(row)
     return records, errors
 
 
