@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import torch
@@ -20,7 +21,8 @@ from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from attnviz.models.devices import pick_device
 from attnviz.models.labels import resolve_target
 from attnviz.models.registry import create_encoder
-from attnviz.options import DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Mode, Query
+from attnviz.models.runtime import choose_engine
+from attnviz.options import DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Backend, Mode, Query
 from attnviz.results import Explanation, GridResult, Prediction
 
 #: Fewest grid cells along the shorter side of the network input.
@@ -34,6 +36,10 @@ class Explainer:
     `attnviz fit`, whose mode is used when `mode` is not given. `device="auto"` picks CUDA, then MPS, then the CPU,
     as the command line does. Named encoders are cached per name and weights; a non-CPU device gets its own copy,
     so one explainer never moves another's network.
+
+    `backend` runs the forward pass under torch (the default here) or an inference runtime ("onnxruntime",
+    "openvino", or "auto" as the command line does; see `models/runtime.py`) with `threads` per session (0: the
+    runtime's default); `notify` gets the one line said when an encoder is first exported (default: stderr).
     """
 
     def __init__(
@@ -54,6 +60,9 @@ class Explainer:
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         model: nn.Module | None = None,
+        backend: Backend | str = Backend.torch,
+        threads: int = 0,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(pick_device(str(device)))
         if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
@@ -99,6 +108,14 @@ class Explainer:
             raise UsageError(
                 f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
             )
+        self.engine, self.backend_note = choose_engine(
+            self.encoder,
+            backend,
+            classifier_query=self.query is Query.classifier,
+            device=self.device.type,
+            threads=threads,
+            notify=notify or _to_stderr,
+        )
         scorer = scorer or cached_scorer(self.encoder, self.mode, self.query)
         if self.device.type != "cpu" and scorer is cached_scorer(self.encoder, self.mode, self.query):
             scorer = copy.deepcopy(scorer)  # the cached one stays on the CPU for other explainers
@@ -133,9 +150,10 @@ class Explainer:
         and probabilities come from a pass over it, and the maps from the pass over `batch`.
         """
         x = batch.to(self.device)
+        forward = self.engine or self.encoder  # the engine only ever serves classifier queries
         if self.query is Query.classifier:
             with torch.inference_mode():
-                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K)
+                features, logits = forward(x)  # (B, C, H', W'), (B, K)
         else:
             with torch.enable_grad():
                 features, logits = self.encoder(x, track_features=True)
@@ -144,7 +162,7 @@ class Explainer:
         if recognise is not None:
             classify_size = (int(recognise.shape[3]), int(recognise.shape[2]))
             with torch.inference_mode():
-                _, ranking = self.encoder(recognise.to(self.device))  # (B, K)
+                _, ranking = forward(recognise.to(self.device))  # (B, K)
         probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
         top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
         chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
@@ -220,6 +238,10 @@ class Explainer:
         recognise = None if small is None else small[None]
         result = self.infer(self.preprocess(image)[None], [self.target_index(target)], recognise)[0]
         return self.draw(result, image.width, image.height, interpolation)
+
+
+def _to_stderr(message: str) -> None:
+    print(f"attnviz: {message}", file=sys.stderr)
 
 
 @lru_cache(maxsize=4)
