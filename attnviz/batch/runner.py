@@ -71,6 +71,7 @@ class Runner:
         # On CUDA two lanes keep the GPU busy while one of them decodes and draws; more only queue on the device.
         self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, GPU_LANES)
         self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
+        self.stderr = stderr
         names = read_labels(options.labels) if options.labels else None
         encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
         self.explainer = Explainer(
@@ -81,7 +82,12 @@ class Runner:
             query=options.query,
             classify_size=options.classify_size,
             head=options.head,
+            backend=options.backend,
+            threads=max(1, cpu_count() // self.lanes),  # each lane's runtime pass on its own share of the cores
+            notify=lambda line: None if options.quiet else stderr.write(f"attnviz: {line}\n"),
         )
+        if options.verbose:
+            stderr.write(f"attnviz: backend: {self.explainer.backend_note}\n")
         self.mode = self.explainer.mode
         classes = len(encoder.labels)
         if options.topk > classes:
@@ -97,7 +103,6 @@ class Runner:
             map_tags = [""]
         self.outputs = OutputPlan(options, self.mode.value, map_tags, self.failed)
         self.writer = Writer(options, stdout, stderr, self.failed)
-        self.stderr = stderr
         self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
 
     def failed(self, item: Item, message: str) -> Item:

@@ -15,6 +15,7 @@ from typer.core import TyperCommand
 
 from attnviz.options import (
     MIN_SIZE,
+    Backend,
     Interpolation,
     Query,
 )
@@ -159,3 +160,12 @@ AlphaOption = Annotated[
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+BackendOption = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="What runs the network: torch, or its exported graph under an inference runtime on the CPU "
+        "(pip install 'attnviz[runtime]'). auto: a runtime where one is installed and applies (classifier queries, "
+        "CPU), else torch.",
+    ),
+]

@@ -9,6 +9,7 @@ import typer
 
 from attnviz.cli.options import (
     AlphaOption,
+    BackendOption,
     ClassifySizeOption,
     ColormapOption,
     EncoderOption,
@@ -32,6 +33,7 @@ from attnviz.options import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIZE,
     DEFAULT_SMOOTH,
+    Backend,
     Device,
     Format,
     Interpolation,
@@ -118,6 +120,10 @@ def run(
         int,
         typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
     ] = DEFAULT_MAX_PIXELS,
+    backend: BackendOption = Backend.auto,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which backend runs the network, and why.")
+    ] = False,
 ) -> None:
     """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
     own_pixel_limit()
@@ -154,6 +160,8 @@ def run(
         workers=workers,
         device=device.value,
         max_pixels=max_pixels,
+        backend=backend,
+        verbose=verbose,
     )
     raise typer.Exit(run_batch(inputs, options))
 
@@ -193,6 +201,7 @@ def compare(
         str | None, typer.Option("--head", metavar="FILE", help="Fitted head, used for the panel of its mode.")
     ] = None,
     overwrite: OverwriteOption = False,
+    backend: BackendOption = Backend.auto,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
     own_pixel_limit()
@@ -217,6 +226,7 @@ def compare(
         columns=columns,
         overwrite=overwrite,
         head=head,
+        backend=backend,
     )
     written = draw_comparison(image, output, options)
     print(f"wrote {written}", file=sys.stderr)

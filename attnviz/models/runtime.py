@@ -162,7 +162,7 @@ def choose_engine(
             if auto:
                 return None, f"torch: {exc}"
             raise
-        return engine, f"{candidate.value} ({threads or 'default'} threads per session)"
+        return engine, f"{candidate.value}, intra-op threads per session: {threads or 'the runtime default'}"
     return None, f"torch: no runtime installed (pip install '{EXTRAS[Backend.onnxruntime]}')"
 
 
