@@ -52,6 +52,7 @@ from attnviz.batch.runner import Runner
 from attnviz.cli.process import tune_allocator
 from attnviz.models.devices import cpu_count
 from attnviz.models.registry import create_encoder
+from attnviz.models.runtime import NEEDS, installed
 from attnviz.options import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +216,7 @@ ATTNVIZ_WAYS = {
     "attnviz": (None, "auto"),
     "attnviz, one lane": (1, "auto"),
     "attnviz --backend torch": (None, "torch"),
+    "attnviz --backend openvino": (None, "openvino"),
 }
 #: The limit ways: name -> (runtime, lanes); each lane gets cores / lanes threads.
 LIMIT_WAYS = {
@@ -267,8 +269,9 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"attnviz options: batch_size={args.batch_size} workers={lanes} size={args.size}, mode concat, PNG")
     results: dict[str, dict[str, float]] = {}
     for way in WAYS:
-        if way in LIMIT_WAYS and not runtime_installed(LIMIT_WAYS[way][0]):
-            print(f"{way}: skipped, {LIMIT_WAYS[way][0].value} is not installed")
+        runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
+        if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
+            print(f"{way}: skipped, {runtime.value} is not installed")
             continue
         command = [sys.executable, __file__, "--way", way, *passed_options(args)]
         if args.quick:
@@ -279,12 +282,6 @@ def benchmark(args: argparse.Namespace) -> None:
         print("".join(line + "\n" for line in child.stderr.splitlines() if line.startswith(way)), end="")
         results[way] = json.loads(child.stdout.strip().splitlines()[-1])
     report(results)
-
-
-def runtime_installed(backend: Backend) -> bool:
-    from attnviz.models.runtime import NEEDS, installed
-
-    return all(installed(module) for module in NEEDS[backend])
 
 
 def report(results: dict[str, dict[str, float]]) -> None:
@@ -358,6 +355,28 @@ def memory(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cold_start(args: argparse.Namespace) -> None:
+    """Seconds for `attnviz run` on one photo in a fresh process (the export already cached), against
+    `python -c "import torch, torchvision"`: what starting torch alone costs."""
+    photo, out = str(SOURCES / "coffee.png"), Path(tempfile.mkdtemp(prefix="attnviz-cold-")) / "coffee.png"
+    attnviz = [sys.executable, "-m", "attnviz.cli", "run", photo, "-o", str(out), "--overwrite", "-q"]
+    commands = {
+        "attnviz run (one photo)": attnviz,
+        "import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
+    }
+    subprocess.run(attnviz, check=True)  # exports on a first run, and warms the file cache
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.repeat):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True)
+            seconds[name].append(time.perf_counter() - start)
+    for name, times in seconds.items():
+        print(f"{name:<28}" + " ".join(f"{t:.2f}" for t in times) + f" s (median {np.median(times):.2f})")
+    ratio = float(np.median(seconds["attnviz run (one photo)"]) / np.median(seconds["import torch, torchvision"]))
+    print(f"cold start ratio: {ratio:.2f} ({'within' if ratio <= 1.5 else 'OVER'} the 1.5x limit)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data", help="cache folder for the photos")
@@ -368,6 +387,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="attnviz --workers (default: as attnviz picks)")
     parser.add_argument("--size", type=int, default=RunOptions.size, help="shorter side fed to the network")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for all three ways (default cpu)")
+    parser.add_argument("--cold", action="store_true", help="cold start of one photo vs import torch, torchvision")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command for --cold")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -377,6 +398,8 @@ def main() -> None:
         child(args)
     elif args.memory:
         memory(args)
+    elif args.cold:
+        cold_start(args)
     else:
         benchmark(args)
 
