@@ -28,7 +28,7 @@ NEEDS = {
     Backend.onnxruntime: ("onnxruntime", "onnx"),
     Backend.openvino: ("openvino", "onnxruntime", "onnx"),
 }
-EXTRAS = {Backend.onnxruntime: "attnviz[runtime]", Backend.openvino: "attnviz[runtime,openvino]"}
+EXTRAS = {Backend.onnxruntime: "attnviz[runtime]", Backend.openvino: "attnviz[openvino]"}
 #: What `auto` tries, in order, among the installed runtimes (see README, *Speed*: measured with scripts/bench.py).
 AUTO_ORDER = (Backend.onnxruntime, Backend.openvino)
 
