@@ -362,6 +362,7 @@ def cold_start(args: argparse.Namespace) -> None:
     attnviz = [sys.executable, "-m", "attnviz.cli", "run", photo, "-o", str(out), "--overwrite", "-q"]
     commands = {
         "attnviz run (one photo)": attnviz,
+        "attnviz run --backend torch": [*attnviz, "--backend", "torch"],
         "import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
     }
     subprocess.run(attnviz, check=True)  # exports on a first run, and warms the file cache
