@@ -199,3 +199,13 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(
     one_error_line(err, "onnxruntime", "pip install 'attnviz[runtime]'")
     code, _, err = run(capsysbinary, "run", coffee, *TINY, "-o", "a.png", "-v")
     assert code == 0 and "backend: torch: no runtime installed (pip install 'attnviz[runtime]')" in err
+
+
+def test_a_cache_that_cannot_be_written_leaves_auto_on_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path / "file" / "cache"))
+    tiny = TinyEncoder()
+    engine, why = choose_engine(tiny, "auto", classifier_query=True, device="cpu", notify=print)
+    assert engine is None and why.startswith("torch: encoder tiny_test could not be exported to ONNX (")
+    with pytest.raises(ExportError, match="could not be exported"):
+        choose_engine(tiny, "onnxruntime", classifier_query=True, device="cpu", notify=print)

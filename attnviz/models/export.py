@@ -11,6 +11,7 @@ whole or absent; one that does not load is exported again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -91,9 +92,9 @@ def export(encoder: Encoder, path: Path) -> None:
     device = next(encoder.parameters()).device
     generator = torch.Generator().manual_seed(0)
     probes = [torch.rand(b, 3, h, w, generator=generator).to(device) for b, h, w in (traced, other)]  # (B, 3, h, w)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
             torch.onnx.export(
@@ -114,11 +115,12 @@ def export(encoder: Encoder, path: Path) -> None:
         os.replace(tmp, path)
     except ExportError:
         raise
-    except Exception as exc:  # the exporter raises anything from anywhere: an unsupported op, a Python branch
+    except Exception as exc:  # anything from anywhere: an unsupported op, a Python branch, a read-only cache
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ExportError(f"encoder {encoder.name} could not be exported to ONNX ({reason})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone already, or its folder could not be made
+            tmp.unlink()
 
 
 def check(encoder: Encoder, path: Path, probes: list[Tensor]) -> None:
@@ -127,6 +129,7 @@ def check(encoder: Encoder, path: Path, probes: list[Tensor]) -> None:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     for x in probes:
         with torch.inference_mode():
