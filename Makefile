@@ -28,9 +28,10 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check attnviz tests scripts
 	$(BIN)/mypy attnviz tests scripts
 
-bench: install ## throughput figures: attnviz vs the pytorch-grad-cam way vs forward-only
+bench: install ## throughput: attnviz vs the pytorch-grad-cam way vs the runtime limit; time per stage
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/stages.py
 
 clean: ## remove the environment and outputs
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

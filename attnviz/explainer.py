@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import torch
@@ -21,7 +22,17 @@ from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from attnviz.models.devices import pick_device
 from attnviz.models.labels import resolve_target
 from attnviz.models.registry import create_encoder
-from attnviz.options import ATTENTION_MODES, DEFAULT_ENCODER, DEFAULT_MODE, DEFAULT_SIZE, DEFAULT_TOPK, Mode, Query
+from attnviz.models.runtime import Engine, choose_engine
+from attnviz.options import (
+    ATTENTION_MODES,
+    DEFAULT_ENCODER,
+    DEFAULT_MODE,
+    DEFAULT_SIZE,
+    DEFAULT_TOPK,
+    Backend,
+    Mode,
+    Query,
+)
 from attnviz.results import Explanation, GridResult, Prediction
 
 #: Fewest grid cells along the shorter side of the network input.
@@ -35,6 +46,10 @@ class Explainer:
     `attnviz fit`, whose mode is used when `mode` is not given. `device="auto"` picks CUDA, then MPS, then the CPU,
     as the command line does. Named encoders are cached per name and weights; a non-CPU device gets its own copy,
     so one explainer never moves another's network.
+
+    `backend` runs the forward pass under torch (the default here) or an inference runtime ("onnxruntime",
+    "openvino", or "auto" as the command line does; see `models/runtime.py`) with `threads` per session (0: the
+    runtime's default); `notify` gets the one line said when an encoder is first exported (default: stderr).
     """
 
     def __init__(
@@ -55,6 +70,9 @@ class Explainer:
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         model: nn.Module | None = None,
+        backend: Backend | str = Backend.torch,
+        threads: int = 0,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(pick_device(str(device)))
         if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
@@ -64,6 +82,8 @@ class Explainer:
             if self.device.type != "cpu":
                 encoder = copy.deepcopy(encoder)
         elif not isinstance(encoder, Encoder):  # the user's own module: wrapped, never changed
+            from attnviz.models.generic import wrap_module
+
             encoder = wrap_module(encoder, layer=layer, labels=labels, mean=mean, std=std)
         elif weights is not None or layer is not None or labels is not None:
             raise UsageError(
@@ -101,6 +121,18 @@ class Explainer:
             self.query = Query.classifier  # no class query: the classes are only ranked, so no gradients either
         else:
             self.scorer = self._scorer(scorer)
+        self.engine, self.backend_note = self._engine(Backend(backend), threads, notify or _to_stderr)
+
+    def _engine(self, backend: Backend, threads: int, notify: Callable[[str], None]) -> tuple[Engine | None, str]:
+        """An inference runtime for the forward pass, or None for torch, and why."""
+        if self.attention is None:
+            query = self.query is Query.classifier
+            return choose_engine(
+                self.encoder, backend, classifier_query=query, device=self.device.type, threads=threads, notify=notify
+            )
+        if backend not in (Backend.torch, Backend.auto):
+            raise UsageError(f"--mode {self.mode.value} reads attention inside torch's blocks: use --backend torch")
+        return None, f"torch: --mode {self.mode.value} reads attention inside torch's blocks"
 
     def _scorer(self, given: Scorer | None) -> Scorer:
         """The given or data-free scorer for this mode and query, on this explainer's device."""
@@ -146,12 +178,13 @@ class Explainer:
         """
         x = batch.to(self.device)
         captured: list[Tensor] = []
+        forward = self.engine or self.encoder  # the engine only ever serves classifier queries
         if self.attention is not None:
             with torch.inference_mode(), self.attention.recording() as captured:
                 features, logits = self.encoder(x)  # (B, C, H', W'), (B, K), and each block's attention
         elif self.query is Query.classifier:
             with torch.inference_mode():
-                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K)
+                features, logits = forward(x)  # (B, C, H', W'), (B, K)
         else:
             with torch.enable_grad():
                 features, logits = self.encoder(x, track_features=True)
@@ -160,7 +193,7 @@ class Explainer:
         if recognise is not None:
             classify_size = (int(recognise.shape[3]), int(recognise.shape[2]))
             with torch.inference_mode():
-                _, ranking = self.encoder(recognise.to(self.device))  # (B, K)
+                _, ranking = forward(recognise.to(self.device))  # (B, K)
         probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
         top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
         chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
@@ -244,36 +277,15 @@ class Explainer:
         return self.draw(result, image.width, image.height, interpolation)
 
 
+def _to_stderr(message: str) -> None:
+    print(f"attnviz: {message}", file=sys.stderr)
+
+
 @lru_cache(maxsize=4)
 def _cached_encoder(
     name: str, weights: str | None = None, layer: str | None = None, labels: tuple[str, ...] | None = None
 ) -> Encoder:
     return create_encoder(name, weights, layer, labels=list(labels) if labels is not None else None)
-
-
-def wrap_module(
-    model: nn.Module,
-    *,
-    layer: str | None = None,
-    labels: Sequence[str] | None = None,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-) -> Encoder:
-    """Any module that maps (B, 3, H, W) pictures to (B, K) logits, as an encoder. A copy is wrapped, frozen and
-    put in eval mode, so the caller's module keeps its mode, its gradients and its device."""
-    from attnviz.models.generic import ModuleEncoder
-
-    with torch.random.fork_rng(devices=[]):
-        encoder = ModuleEncoder(
-            type(model).__name__,
-            copy.deepcopy(model),
-            list(labels) if labels else None,
-            layer=layer,
-            mean=mean,
-            std=std,
-        )
-    encoder.requires_grad_(False)
-    return encoder
 
 
 def explain(

@@ -57,6 +57,15 @@ class Query(str, Enum):
     gradient = "gradient"
 
 
+class Backend(str, Enum):
+    """What runs the encoder's forward pass: torch, or its exported graph under an inference runtime (CPU)."""
+
+    auto = "auto"  # a runtime when one is installed and the export checks out, for classifier queries on the CPU
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
 class Interpolation(str, Enum):
     nearest = "nearest"
     bilinear = "bilinear"

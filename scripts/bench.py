@@ -3,9 +3,11 @@
 What is measured, in images per second over a folder of 1024x768 JPEG photos, each way in a fresh process of its
 own (run one after another, never side by side):
 
-* attnviz: `Runner.run` on the folder with default options (concat mode, PNG written per photo), with the allocator
-  set up as the `attnviz` command sets it; the encoder is loaded and warmed up before the clock starts, so the
-  figure is steady-state throughput of decode, forward, render and write.
+* attnviz: `Runner.run` on the folder with default options (concat mode, PNG written per photo, the default
+  `--backend auto`: ONNX Runtime where installed), with the allocator set up as the `attnviz` command sets it; the
+  encoder is loaded, exported (cached) and warmed up before the clock starts, so the figure is steady-state
+  throughput of decode, two forward passes, scoring, render and write. The same with one lane of 2 threads instead
+  of two lanes of one (lanes x threads chosen by this measurement), and with `--backend torch`.
 * pytorch-grad-cam: what its README does for every picture: PIL decode, resize, normalise, `GradCAM` (forward and
   backward) on the same timm model's last 1280-channel feature map, cam upscaled to the photo, `show_cam_on_image`,
   `cv2.imwrite` of a PNG. This is the tool people reach for, so it is the bar to beat.
@@ -13,6 +15,9 @@ own (run one after another, never side by side):
   per-image explanation can be cheaper than this, so it is the ceiling; its ratio says how much attnviz adds.
 * forward-only, tuned allocator: the same loop after `tune_allocator()`, the glibc setting attnviz makes at start.
   Not a baseline from the issue: it shows how much of attnviz's lead comes from that setting alone.
+* limit: decode, resize (attnviz's own resize, the fastest here) and one forward pass of the exported encoder under
+  a runtime, nothing else, on 2 lanes of 1 thread or 1 lane of 2 threads. The best of these rows is the limit that
+  attnviz's throughput is compared with ("vs limit").
 
 Why fresh processes: glibc raises its mmap threshold for good once large blocks have been freed, so a way that runs
 after another in the same process inherits a faster allocator. In one process the forward-only loop ran at 13.3
@@ -45,7 +50,10 @@ from PIL import Image, ImageEnhance
 from attnviz.batch.options import RunOptions
 from attnviz.batch.runner import Runner
 from attnviz.cli.process import tune_allocator
+from attnviz.models.devices import cpu_count
 from attnviz.models.registry import create_encoder
+from attnviz.models.runtime import NEEDS, installed
+from attnviz.options import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "sample_images"
@@ -91,16 +99,25 @@ def mib(maxrss: int) -> float:
     return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
-def run_options(args: argparse.Namespace, output: str) -> RunOptions:
+def run_options(args: argparse.Namespace, output: str, workers: int | None = None, backend: str = "auto") -> RunOptions:
     return RunOptions(
-        output=output, quiet=True, batch_size=args.batch_size, workers=args.workers, size=args.size, device=args.device
+        output=output,
+        quiet=True,
+        batch_size=args.batch_size,
+        workers=workers or args.workers,
+        size=args.size,
+        device=args.device,
+        backend=Backend(backend),
     )
 
 
-def attnviz_way(args: argparse.Namespace, folder: Path, warmup: Path, out: Path) -> Callable[[], int]:
+def attnviz_way(
+    args: argparse.Namespace, folder: Path, warmup: Path, out: Path, workers: int | None, backend: str
+) -> Callable[[], int]:
     """Build the Runner and warm it up (neither is timed); the returned callable processes the folder."""
     errors = io.StringIO()
-    runner = Runner(run_options(args, str(out)), io.BytesIO(), errors)
+    runner = Runner(run_options(args, str(out), workers, backend), io.BytesIO(), errors)
+    print(f"{args.way}: backend {runner.explainer.backend_note}", file=sys.stderr)
     runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
 
     def run() -> int:
@@ -150,6 +167,30 @@ def forward_way(args: argparse.Namespace, size: tuple[int, int]) -> Callable[[li
     return run
 
 
+def limit_way(args: argparse.Namespace, backend: Backend, lanes: int) -> Callable[[list[Path]], int]:
+    """Decode, resize and the runtime's forward pass, nothing else, on `lanes` threads sharing the cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from attnviz.models.export import ensure_onnx
+    from attnviz.models.runtime import load_engine
+
+    encoder = create_encoder()
+    threads = max(1, cpu_count() // lanes)
+    engine = load_engine(backend, encoder.name, ensure_onnx(encoder, print), threads)
+    torch.set_num_threads(threads)  # the resize's share, as a lane of attnviz has it
+
+    def one(path: Path) -> None:
+        pixels = encoder.preprocess(Image.open(path).convert("RGB"), args.size)[None]  # (1, 3, h, w)
+        engine(pixels)
+
+    def run(batch: list[Path]) -> int:
+        with ThreadPoolExecutor(lanes) as pool:
+            list(pool.map(one, batch))
+        return len(batch)
+
+    return run
+
+
 def busy_cpu_seconds() -> float:
     """CPU seconds spent by the whole machine so far (Linux /proc/stat), 0 where unknown."""
     try:
@@ -169,7 +210,21 @@ def timed(work: Callable[[], int]) -> tuple[int, float, float]:
     return done, seconds, max(0.0, others) / seconds
 
 
-WAYS = ("attnviz", "pytorch-grad-cam", "forward-only", "forward-only, tuned allocator")
+CORES = cpu_count()
+#: The ways attnviz runs: name -> (--workers, --backend); None workers: as attnviz picks (one lane per core).
+ATTNVIZ_WAYS = {
+    "attnviz": (None, "auto"),
+    "attnviz, one lane": (1, "auto"),
+    "attnviz --backend torch": (None, "torch"),
+    "attnviz --backend openvino": (None, "openvino"),
+}
+#: The limit ways: name -> (runtime, lanes); each lane gets cores / lanes threads.
+LIMIT_WAYS = {
+    f"limit: {backend.value}, {lanes} x {CORES // lanes}": (backend, lanes)
+    for backend in (Backend.onnxruntime, Backend.openvino)
+    for lanes in dict.fromkeys((CORES, 1))
+}
+WAYS = (*ATTNVIZ_WAYS, "pytorch-grad-cam", "forward-only", "forward-only, tuned allocator", *LIMIT_WAYS)
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -180,13 +235,18 @@ def measure(args: argparse.Namespace) -> None:
     size = create_encoder().input_size(WIDTH, HEIGHT, args.size)
     scratch = tempfile.TemporaryDirectory(prefix="attnviz-bench-")  # outputs, removed at exit
     out = Path(scratch.name)
-    if args.way == "attnviz":
+    if args.way in ATTNVIZ_WAYS:
         tune_allocator()  # as the attnviz command does
-        work = attnviz_way(args, paths[0].parent, warmup, out)
+        work = attnviz_way(args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way])
     else:
-        if args.way == "forward-only, tuned allocator":
+        if args.way in ("forward-only, tuned allocator", *LIMIT_WAYS):
             tune_allocator()
-        way = gradcam_way(args, size, out) if args.way == "pytorch-grad-cam" else forward_way(args, size)
+        if args.way in LIMIT_WAYS:
+            way = limit_way(args, *LIMIT_WAYS[args.way])
+        elif args.way == "pytorch-grad-cam":
+            way = gradcam_way(args, size, out)
+        else:
+            way = forward_way(args, size)
         way([warmup])
 
         def work() -> int:
@@ -209,22 +269,40 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"attnviz options: batch_size={args.batch_size} workers={lanes} size={args.size}, mode concat, PNG")
     results: dict[str, dict[str, float]] = {}
     for way in WAYS:
+        runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
+        if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
+            print(f"{way}: skipped, {runtime.value} is not installed")
+            continue
         command = [sys.executable, __file__, "--way", way, *passed_options(args)]
         if args.quick:
             command.append("--quick")
         child = subprocess.run(command, capture_output=True, text=True)
         if child.returncode != 0:
             sys.exit(f"{way} failed:\n{child.stderr}")
+        print("".join(line + "\n" for line in child.stderr.splitlines() if line.startswith(way)), end="")
         results[way] = json.loads(child.stdout.strip().splitlines()[-1])
+    report(results)
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    """The table, the limit and the lanes x threads verdict."""
     rate = {way: r["images"] / r["seconds"] for way, r in results.items()}
-    header = f"{'way':<31}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs forward':>12}"
+    limits = {way: rate[way] for way in results if way in LIMIT_WAYS}
+    limit = max(limits, key=limits.__getitem__) if limits else "forward-only"
+    header = f"{'way':<36}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs limit':>10}"
     print(f"\n{header}{'peak RSS':>10}{'other load':>12}")
     for way, r in results.items():
-        vs_cam, vs_fwd = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate["forward-only"]
+        vs_cam, vs_limit = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate[limit]
         print(
-            f"{way:<31}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_fwd:>11.2f}x"
+            f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
             f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
         )
+    print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
+    print(f"limit rows: lanes x threads per lane, on {CORES} cores")
+    one, many = rate.get("attnviz, one lane"), rate["attnviz"]
+    if one is not None:
+        best = f"one lane of {CORES} threads" if one > many else "one lane per core, 1 thread each (the default)"
+        print(f"lanes x threads: {many:.2f} images/s with one lane per core, {one:.2f} with one lane: {best} wins")
     print("each way ran alone in a fresh process; other load: cores kept busy by other processes meanwhile,")
     print("above ~0.1 the figures are not to be trusted")
 
@@ -277,6 +355,29 @@ def memory(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cold_start(args: argparse.Namespace) -> None:
+    """Seconds for `attnviz run` on one photo in a fresh process (the export already cached), against
+    `python -c "import torch, torchvision"`: what starting torch alone costs."""
+    photo, out = str(SOURCES / "coffee.png"), Path(tempfile.mkdtemp(prefix="attnviz-cold-")) / "coffee.png"
+    attnviz = [sys.executable, "-m", "attnviz.cli", "run", photo, "-o", str(out), "--overwrite", "-q"]
+    commands = {
+        "attnviz run (one photo)": attnviz,
+        "attnviz run --backend torch": [*attnviz, "--backend", "torch"],
+        "import torch, torchvision": [sys.executable, "-c", "import torch, torchvision"],
+    }
+    subprocess.run(attnviz, check=True)  # exports on a first run, and warms the file cache
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.repeat):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True)
+            seconds[name].append(time.perf_counter() - start)
+    for name, times in seconds.items():
+        print(f"{name:<28}" + " ".join(f"{t:.2f}" for t in times) + f" s (median {np.median(times):.2f})")
+    ratio = float(np.median(seconds["attnviz run (one photo)"]) / np.median(seconds["import torch, torchvision"]))
+    print(f"cold start ratio: {ratio:.2f} ({'within' if ratio <= 1.5 else 'OVER'} the 1.5x limit)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data", help="cache folder for the photos")
@@ -287,6 +388,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="attnviz --workers (default: as attnviz picks)")
     parser.add_argument("--size", type=int, default=RunOptions.size, help="shorter side fed to the network")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for all three ways (default cpu)")
+    parser.add_argument("--cold", action="store_true", help="cold start of one photo vs import torch, torchvision")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command for --cold")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,6 +399,8 @@ def main() -> None:
         child(args)
     elif args.memory:
         memory(args)
+    elif args.cold:
+        cold_start(args)
     else:
         benchmark(args)
 

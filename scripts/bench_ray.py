@@ -96,9 +96,10 @@ def ray_way(photos: Path, actors: int, threads: int) -> dict[str, float]:
 
 def lanes_way(photos: Path, data: Path) -> dict[str, float]:
     tune_allocator()
-    options = argparse.Namespace(batch_size=1, workers=None, size=448, device="cpu")
+    options = argparse.Namespace(batch_size=1, workers=None, size=448, device="cpu", way="lanes")
     with tempfile.TemporaryDirectory(prefix="attnviz-bench-lanes-") as out:
-        work = attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out))
+        # torch in both ways: the Ray actors run torch too, so the comparison is the engine, not the runtime
+        work = attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out), None, "torch")
         before = sum(os.times()[:2])
         done, seconds, others = timed(work)
         cpu = sum(os.times()[:2]) - before

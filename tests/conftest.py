@@ -14,6 +14,7 @@ from PIL import Image
 
 from attnviz.models.base import Encoder
 from attnviz.models.registry import create_encoder
+from attnviz.options import Backend
 
 import helpers
 
@@ -21,6 +22,17 @@ import helpers
 if "ATTNVIZ_CACHE" not in os.environ:
     os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ATTNVIZ_CACHE"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_exported() -> None:
+    """The tiny encoder's ONNX export made once, up front: the first run of an encoder says "exported ..." on
+    stderr, and the CLI tests read stderr as a run with the export cached has it (test_runtime checks the line)."""
+    from attnviz.models.export import ensure_onnx
+    from attnviz.models.runtime import NEEDS, installed
+
+    if all(installed(module) for module in NEEDS[Backend.onnxruntime]):
+        ensure_onnx(create_encoder("tiny_test"), lambda _: None)
 
 
 @pytest.fixture(scope="session")

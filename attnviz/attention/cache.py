@@ -5,17 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-
-def cache_dir() -> Path:
-    base = os.environ.get("ATTNVIZ_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "attnviz"
-    )
-    return Path(base)
+from attnviz.io.cachedir import cache_dir
 
 
 def fingerprint(tensor: Tensor) -> str:

@@ -13,6 +13,7 @@ from attnviz.options import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIZE,
     DEFAULT_SMOOTH,
+    Backend,
     Interpolation,
     Mode,
     Query,
@@ -54,6 +55,8 @@ class RunOptions:
     workers: int | None = None  # lanes; None: one per core, at most MAX_LANES
     device: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    backend: Backend = Backend.auto  # what runs the network: torch or an inference runtime (see models/runtime.py)
+    verbose: bool = False  # say which backend runs the network, and why
 
 
 def check_targets(targets: tuple[str, ...], topk: int) -> None:

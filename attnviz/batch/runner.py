@@ -9,7 +9,6 @@ flight, so memory stays flat however many images go through.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections import deque
@@ -31,7 +30,7 @@ from attnviz.errors import AttnvizError, OutputError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import encode_image, image_format, suffix_format
-from attnviz.models.devices import pick_device
+from attnviz.models.devices import cpu_count, pick_device
 from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
 from attnviz.render.overlay import check_style, overlay
@@ -41,13 +40,6 @@ from attnviz.results import GridResult
 MAX_LANES = 4
 #: Lanes on a CUDA device.
 GPU_LANES = 2
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _shapes(item: Item) -> tuple[object, object]:
@@ -71,6 +63,7 @@ class Runner:
         # On CUDA two lanes keep the GPU busy while one of them decodes and draws; more only queue on the device.
         self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, GPU_LANES)
         self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
+        self.stderr = stderr
         names = read_labels(options.labels) if options.labels else None
         encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
         self.explainer = Explainer(
@@ -81,7 +74,12 @@ class Runner:
             query=options.query,
             classify_size=options.classify_size,
             head=options.head,
+            backend=options.backend,
+            threads=max(1, cpu_count() // self.lanes),  # each lane's runtime pass on its own share of the cores
+            notify=self.note,
         )
+        if options.verbose:
+            stderr.write(f"attnviz: backend: {self.explainer.backend_note}\n")
         self.mode = self.explainer.mode
         classes = len(encoder.labels)
         if options.topk > classes:
@@ -97,8 +95,11 @@ class Runner:
             map_tags = [""]
         self.outputs = OutputPlan(options, self.mode.value, map_tags, self.failed)
         self.writer = Writer(options, stdout, stderr, self.failed)
-        self.stderr = stderr
         self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
+
+    def note(self, line: str) -> None:
+        if not self.options.quiet:
+            self.stderr.write(f"attnviz: {line}\n")
 
     def failed(self, item: Item, message: str) -> Item:
         """Record a failure; with --fail-fast nothing after it in input order gets written any more."""

@@ -15,6 +15,7 @@ from typer.core import TyperCommand
 
 from attnviz.options import (
     MIN_SIZE,
+    Backend,
     Engine,
     Interpolation,
     Query,
@@ -184,5 +185,14 @@ RayAddressOption = Annotated[
         metavar="ADDR",
         help="With --engine ray: an existing cluster, as ray.init takes it (auto, HOST:6379), instead of a local Ray; "
         "its workers must see the same paths.",
+    ),
+]
+BackendOption = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="What runs the network: torch, or its exported graph under an inference runtime on the CPU "
+        "(pip install 'attnviz[runtime]'). auto: a runtime where one is installed and applies (classifier queries, "
+        "CPU), else torch.",
     ),
 ]

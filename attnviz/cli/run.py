@@ -10,6 +10,7 @@ import typer
 
 from attnviz.cli.options import (
     AlphaOption,
+    BackendOption,
     ClassifySizeOption,
     ColormapOption,
     EncoderOption,
@@ -36,6 +37,7 @@ from attnviz.options import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIZE,
     DEFAULT_SMOOTH,
+    Backend,
     Device,
     Engine,
     Format,
@@ -126,6 +128,10 @@ def run(
     ] = DEFAULT_MAX_PIXELS,
     engine: EngineOption = Engine.local,
     ray_address: RayAddressOption = None,
+    backend: BackendOption = Backend.auto,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which backend runs the network, and why.")
+    ] = False,
 ) -> None:
     """Draw where the encoder finds the evidence for a class, as a heat map over each input image."""
     if ray_address is not None and engine is not Engine.ray:
@@ -167,6 +173,8 @@ def run(
         workers=workers,
         device=device.value,
         max_pixels=max_pixels,
+        backend=backend,
+        verbose=verbose,
     )
     if engine is Engine.ray:
         from attnviz.ray.engine import run as run_ray
@@ -212,6 +220,7 @@ def compare(
         str | None, typer.Option("--head", metavar="FILE", help="Fitted head, used for the panel of its mode.")
     ] = None,
     overwrite: OverwriteOption = False,
+    backend: BackendOption = Backend.auto,
 ) -> None:
     """One figure for a paper or a lesson: the photo, then one overlay per mode (and class), with a colour bar."""
     own_pixel_limit()
@@ -236,6 +245,7 @@ def compare(
         columns=columns,
         overwrite=overwrite,
         head=head,
+        backend=backend,
     )
     written = draw_comparison(image, output, options)
     print(f"wrote {written}", file=sys.stderr)

@@ -12,7 +12,7 @@ from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
 from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
-from attnviz.options import COMPARE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, Mode, Query
+from attnviz.options import COMPARE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, Backend, Mode, Query
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class CompareOptions:
     columns: int | None = None
     overwrite: bool = False
     head: str | None = None
+    backend: Backend = Backend.auto
 
 
 def default_figure_name(image: str) -> str:
@@ -67,7 +68,13 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     for mode in modes:
         scorer = fitted[1] if fitted and fitted[0] is mode else None
         explainer = Explainer(
-            encoder, mode, options.size, query=options.query, scorer=scorer, classify_size=options.classify_size
+            encoder,
+            mode,
+            options.size,
+            query=options.query,
+            scorer=scorer,
+            classify_size=options.classify_size,
+            backend=options.backend,
         )
         targets = [explainer.target_index(t) for t in options.targets]
         wanted = [[t for t in targets if t is not None]] if targets else None

@@ -1,2 +1,2 @@
-"""Encoders: the base class, a registry that imports no model, the embedded, timm and torchvision builders,
-weights files, batch-norm folding, class names and devices."""
+"""Encoders: base class, a registry that imports no model, builders (embedded, timm, torchvision), weights files,
+batch-norm folding, labels, devices; and the ONNX export that inference runtimes run."""

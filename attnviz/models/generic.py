@@ -9,6 +9,7 @@ score's gradient, which needs nothing from the head.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from attnviz.errors import UsageError
-from attnviz.models.base import SMALL_PROBE, Encoder
+from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, SMALL_PROBE, Encoder
 from attnviz.models.grids import DISCOVERY_STRIDE, as_grid
 from attnviz.options import TRAINED_SIZE
 
@@ -217,3 +218,26 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
     if not labels:
         raise InputError(f"{name}: no labels in it")
     return labels
+
+
+def wrap_module(
+    model: nn.Module,
+    *,
+    layer: str | None = None,
+    labels: Sequence[str] | None = None,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> Encoder:
+    """Any module that maps (B, 3, H, W) pictures to (B, K) logits, as an encoder. A copy is wrapped, frozen and
+    put in eval mode, so the caller's module keeps its mode, its gradients and its device."""
+    with torch.random.fork_rng(devices=[]):
+        encoder = ModuleEncoder(
+            type(model).__name__,
+            copy.deepcopy(model),
+            list(labels) if labels else None,
+            layer=layer,
+            mean=mean,
+            std=std,
+        )
+    encoder.requires_grad_(False)
+    return encoder
