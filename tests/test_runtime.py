@@ -20,7 +20,7 @@ from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
 from attnviz.models.export import ExportError, onnx_path
 from attnviz.models.runtime import choose_engine, load_engine
-from attnviz.options import Backend, Mode
+from attnviz.options import SCORER_MODES, Backend
 
 from helpers import SAMPLES, TINY, TinyEncoder, one_error_line, photo, run
 
@@ -48,7 +48,7 @@ def grid_maps(explainer: Explainer, picture: Tensor, classes: list[int]) -> tupl
 
 
 def assert_same_maps(encoder: Encoder, picture: Tensor, backend: Backend, classes: list[int]) -> None:
-    for mode in Mode:
+    for mode in SCORER_MODES:
         torch_way = Explainer(encoder, mode, device="cpu", backend=Backend.torch)
         runtime = Explainer(encoder, mode, device="cpu", backend=backend, notify=lambda _: None)
         assert runtime.engine is not None and runtime.engine.backend is backend, runtime.backend_note

@@ -10,11 +10,16 @@ import typer
 
 from attnviz.cli.options import (
     AlphaOption,
+    BackendOption,
     ClassifySizeOption,
     ColormapOption,
+    DeviceOption,
     EncoderOption,
+    HeadOption,
     LabelsOption,
     LayerOption,
+    MaxPixelsOption,
+    ModeOption,
     QueryOption,
     SizeOption,
     SmoothOption,
@@ -28,8 +33,8 @@ from attnviz.options import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_SIZE,
     DEFAULT_SMOOTH,
+    Backend,
     Device,
-    Mode,
     Query,
 )
 
@@ -55,21 +60,13 @@ def audit(
             "instead of explaining images.",
         ),
     ] = None,
-    mode: Annotated[
-        Mode | None,
-        typer.Option(
-            "--mode", "-m", help="Attention mode [default: concat, or the --head file's mode].", show_default=False
-        ),
-    ] = None,
+    mode: ModeOption = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
     weights: WeightsOption = None,
     labels: LabelsOption = None,
     layer: LayerOption = None,
     query: QueryOption = Query.auto,
-    head: Annotated[
-        str | None,
-        typer.Option("--head", metavar="FILE", help="Fitted general/concat head (.safetensors from `attnviz fit`)."),
-    ] = None,
+    head: HeadOption = None,
     size: SizeOption = DEFAULT_SIZE,
     classify_size: ClassifySizeOption = None,
     smooth: SmoothOption = DEFAULT_SMOOTH,
@@ -86,11 +83,9 @@ def audit(
     workers: Annotated[
         int | None, typer.Option("--workers", metavar="N", min=1, help="Images in flight at once.", show_default=False)
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="Where the network runs.")] = Device.auto,
-    max_pixels: Annotated[
-        int,
-        typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
-    ] = DEFAULT_MAX_PIXELS,
+    device: DeviceOption = Device.auto,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    backend: BackendOption = Backend.auto,
 ) -> None:
     """Which strategies the model uses for each class across a dataset: one report.html that opens anywhere.
 
@@ -122,6 +117,7 @@ def audit(
         workers=workers,
         device=device.value,
         max_pixels=max_pixels,
+        backend=backend,
     )
     command = shlex.join(["attnviz", *sys.argv[1:]]) if sys.argv[1:2] == ["audit"] else "attnviz audit"
     options = AuditOptions(out_dir=output, source=source, run=run, command=command)

@@ -16,8 +16,10 @@ from typer.core import TyperCommand
 from attnviz.options import (
     MIN_SIZE,
     Backend,
+    Device,
     Engine,
     Interpolation,
+    Mode,
     Query,
 )
 
@@ -195,4 +197,26 @@ BackendOption = Annotated[
         "(pip install 'attnviz[runtime]'). auto: a runtime where one is installed and applies (classifier queries, "
         "CPU), else torch.",
     ),
+]
+ModeOption = Annotated[
+    Mode | None,
+    typer.Option(
+        "--mode",
+        "-m",
+        help="Attention mode: dot, general, concat; cls or rollout for ViT-family transformers "
+        "[default: concat, or the --head file's mode].",
+        show_default=False,
+    ),
+]
+HeadOption = Annotated[
+    str | None,
+    typer.Option("--head", metavar="FILE", help="Fitted general/concat head (.safetensors from `attnviz fit`)."),
+]
+NullOption = Annotated[bool, typer.Option("-0", "--null", help="Paths on stdin are NUL-separated (find -print0).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Images per forward pass.")]
+DeviceOption = Annotated[Device, typer.Option("--device", help="Where the network runs.")]
+MaxPixelsOption = Annotated[
+    int,
+    typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
 ]

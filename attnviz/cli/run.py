@@ -11,15 +11,22 @@ import typer
 from attnviz.cli.options import (
     AlphaOption,
     BackendOption,
+    BatchSizeOption,
     ClassifySizeOption,
     ColormapOption,
+    DeviceOption,
     EncoderOption,
     EngineOption,
+    HeadOption,
     InterpolationOption,
     LabelsOption,
     LayerOption,
+    MaxPixelsOption,
+    ModeOption,
+    NullOption,
     OverwriteOption,
     QueryOption,
+    QuietOption,
     RayAddressOption,
     SizeOption,
     SmoothOption,
@@ -56,12 +63,7 @@ def run(
             show_default=False,
         ),
     ],
-    mode: Annotated[
-        Mode | None,
-        typer.Option(
-            "--mode", "-m", help="Attention scorer [default: concat, or the --head file's mode].", show_default=False
-        ),
-    ] = None,
+    mode: ModeOption = None,
     target: TargetOption = None,
     topk: TopkOption = 1,
     encoder: EncoderOption = DEFAULT_ENCODER,
@@ -69,10 +71,7 @@ def run(
     labels: LabelsOption = None,
     layer: LayerOption = None,
     query: QueryOption = Query.auto,
-    head: Annotated[
-        str | None,
-        typer.Option("--head", metavar="FILE", help="Fitted general/concat head (.safetensors from `attnviz fit`)."),
-    ] = None,
+    head: HeadOption = None,
     size: SizeOption = DEFAULT_SIZE,
     classify_size: ClassifySizeOption = None,
     output: Annotated[
@@ -104,12 +103,10 @@ def run(
     save_scores: Annotated[
         bool, typer.Option("--save-scores", help="Also save the grid's attention weights as float32 .npy.")
     ] = False,
-    null: Annotated[
-        bool, typer.Option("-0", "--null", help="Paths on stdin are NUL-separated (find -print0).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
+    null: NullOption = False,
+    quiet: QuietOption = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Images per forward pass.")] = 1,
+    batch_size: BatchSizeOption = 1,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -121,11 +118,8 @@ def run(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="Where the network runs.")] = Device.auto,
-    max_pixels: Annotated[
-        int,
-        typer.Option("--max-pixels", metavar="N", min=1, help="Refuse images with more pixels (decompression bombs)."),
-    ] = DEFAULT_MAX_PIXELS,
+    device: DeviceOption = Device.auto,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     engine: EngineOption = Engine.local,
     ray_address: RayAddressOption = None,
     backend: BackendOption = Backend.auto,
