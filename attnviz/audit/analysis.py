@@ -77,8 +77,9 @@ def analyse(records: list[Record]) -> list[ClassFindings]:
         by_class[index].append(int(record["id"]))  # type: ignore[call-overload]
         labels[index] = label
     found = []
+    distances = np.zeros(len(records))  # (N,) each map's distance to its strategy's centre, filled per class
     for index, members in sorted(by_class.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        found.append(_class_findings(index, labels[index], members, x, records))
+        found.append(_class_findings(index, labels[index], members, x, records, distances))
     for record, single, point in zip(records, maps, xy, strict=True):
         stats = map_stats(single)
         _, _, prob = target_of(record)
@@ -92,15 +93,18 @@ def analyse(records: list[Record]) -> list[ClassFindings]:
         record["stats"] = {
             "border": round(stats.border, 4),
             "entropy": round(stats.entropy, 4),
-            "distance": record.pop("_distance", None),
+            "distance": round(float(distances[int(record["id"])]), 4),  # type: ignore[call-overload]
             "peak_x": round(stats.peak_x, 4),
             "peak_y": round(stats.peak_y, 4),
         }
     return found
 
 
-def _class_findings(index: int, label: str, members: list[int], x: np.ndarray, records: list[Record]) -> ClassFindings:
-    """Cluster one class's maps and write each member's strategy, distance and strategy flags."""
+def _class_findings(
+    index: int, label: str, members: list[int], x: np.ndarray, records: list[Record], distances: np.ndarray
+) -> ClassFindings:
+    """Cluster one class's maps; write each member's strategy and strategy flags, and its distance into
+    `distances`."""
     found = ClassFindings(index, label, members, clustered=len(members) >= MIN_IMAGES)
     result = strategies(x[members])
     far = outliers(result.distances)
@@ -121,7 +125,7 @@ def _class_findings(index: int, label: str, members: list[int], x: np.ndarray, r
             flags.append("outlier")
         record["flags"] = flags
         record["cluster"] = int(result.labels[position]) if found.clustered else -1
-        record["_distance"] = round(float(result.distances[position]), 4)
+    distances[members] = result.distances
     return found
 
 
