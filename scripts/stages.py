@@ -15,13 +15,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import encode_image, suffix_format
-from attnviz.render.overlay import overlay
+from attnviz.render.overlay import overlay_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +66,7 @@ def main() -> None:
         times["scoring"] -= times["forward"]
         heat = explainer.draw(result, image.width, image.height).heatmap
         lap("map")
-        pixels = overlay(np.asarray(image), heat)
+        pixels = overlay_image(image, heat)
         lap("blend")
         encode_image(pixels, fmt, options)
         lap("encode")

@@ -198,6 +198,7 @@ def test_concat_fit_moves_the_projections_and_keeps_the_tanh_pairs(photos: Path,
     assert not parametrize.is_parametrized(scorer.combine)  # a plain head again, saved like any other
     assert not torch.equal(scorer.combine.weight, start.combine.weight)  # the projections moved
     TanhPairs(scorer.enc_dim).right_inverse(scorer.combine.weight)  # and every +- pair of units is still exact
+    assert scorer.eval().paired() is not None  # so inference takes the closed form (attention/paired.py)
     assert torch.equal(scorer.combine.bias, start.combine.bias) and torch.equal(scorer.v.weight, start.v.weight)
 
 

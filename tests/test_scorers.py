@@ -141,3 +141,53 @@ def test_concat_inference_matches_an_all_float64_pass_on_the_real_encoder(lite0)
     )
     weights = scorer(h, q).weights[0].double()  # (N,)
     assert float((weights - reference).abs().max()) < 1e-4 * float(reference.max())
+
+
+def _tanh_sum(scorer: ConcatScorer, h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The concat formula summed over every tanh unit, all in float64: the reference for the closed form."""
+    w, b, v = (t.detach().double() for t in (scorer.combine.weight, scorer.combine.bias, scorer.v.weight[0]))
+    joined = torch.cat([h.double(), q.double()[:, None, :].expand(-1, h.shape[1], -1)], dim=-1)  # (B, N, C + D)
+    return torch.tanh(joined @ w.T + b) @ v  # (B, N)
+
+
+def test_the_paired_closed_form_equals_the_sum_over_the_tanh_units() -> None:
+    torch.manual_seed(5)
+    classes = torch.randn(40, 24)
+    scorer = class_scorer(Mode.concat, classes, feature_bound=4.0, attn_dim=12)
+    assert isinstance(scorer, ConcatScorer) and scorer.paired() is not None
+    h, q = torch.rand(3, 35, 24) * 4, classes[[0, 7, 9]]  # (B, N, C), (B, D)
+    reference = torch.softmax(_tanh_sum(scorer, h, q), -1)
+    weights = scorer(h, q).weights.double()
+    assert float((weights - reference).abs().max()) < 1e-5 * float(reference.max())
+
+
+def test_a_head_not_in_the_paired_form_takes_the_tanh_units() -> None:
+    torch.manual_seed(6)
+    scorer = ConcatScorer(enc_dim=4, query_dim=3, hidden_dim=8).eval()  # four blocks, but random weights
+    assert scorer.paired() is None
+    h, q = torch.randn(2, 6, 4), torch.randn(2, 3)
+    assert torch.allclose(scorer(h, q).scores.double(), _tanh_sum(scorer, h, q), atol=1e-5)
+
+
+def test_the_paired_form_is_found_again_when_the_weights_change_in_place() -> None:
+    torch.manual_seed(7)
+    classes = torch.randn(20, 8)
+    scorer = class_scorer(Mode.concat, classes, feature_bound=2.0, attn_dim=4)
+    assert isinstance(scorer, ConcatScorer) and scorer.paired() is not None
+    with torch.no_grad():
+        scorer.combine.weight[3, 1] += 0.5  # one unit loses its partner
+    assert scorer.paired() is None
+    h, q = torch.rand(1, 9, 8) * 2, classes[:1]
+    assert torch.allclose(scorer(h, q).scores.double(), _tanh_sum(scorer, h, q), atol=1e-5)
+
+
+def test_features_far_past_the_heads_scale_fall_back_to_the_saturating_tanh_units() -> None:
+    """exp overflows in the closed form where tanh saturates: the scores stay finite, as the tanh units give them."""
+    torch.manual_seed(8)
+    classes = torch.randn(20, 8)
+    scorer = class_scorer(Mode.concat, classes, feature_bound=1e-3, attn_dim=4)
+    assert isinstance(scorer, ConcatScorer)
+    h, q = torch.rand(1, 9, 8) * 1e3, classes[:1]  # a million times the bound the head was scaled for
+    out = scorer(h, q)
+    assert torch.isfinite(out.scores).all() and torch.allclose(out.weights.sum(-1), torch.ones(1))
+    assert torch.allclose(out.scores.double(), _tanh_sum(scorer, h, q), rtol=1e-4, atol=1e-3)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from attnviz.attention.paired import PairedForm, TanhPairs, paired_form
 from attnviz.errors import ComputeError, UsageError
 from attnviz.options import Mode
 
@@ -25,6 +26,12 @@ _CONCAT_REACH = 0.3
 #: (2^-16 eight times spans float32's whole exponent range).
 _SHRINK = 2.0**-16
 _MAX_SHRINKS = 8
+
+
+def _all_finite(t: Tensor) -> bool:
+    """No NaN or infinity in `t`; one sum decides for the usual all-finite tensor (a NaN or an infinity makes the
+    sum one), the element-wise check only runs when the sum overflowed or something is wrong."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class Scorer(nn.Module):
         raise NotImplementedError
 
     def forward(self, h: Tensor, q: Tensor) -> Attention:
-        if not (torch.isfinite(h).all() and torch.isfinite(q).all()):
+        if not (_all_finite(h) and _all_finite(q)):
             raise ComputeError("the encoder's features or the query contain NaN or infinity")
         scores = self.score(h, q)  # (B, N)
         scaled, shrink = h, 0
@@ -102,8 +109,22 @@ class ConcatScorer(Scorer):
         self.enc_dim = enc_dim
         self.combine = nn.Linear(enc_dim + query_dim, hidden_dim)  # W_c, b
         self.v = nn.Linear(hidden_dim, 1, bias=False)
+        self._paired: tuple[tuple[int, ...], PairedForm | None] = ((), None)
+
+    def paired(self) -> PairedForm | None:
+        """The head's paired form (`attention/paired.py`), found again whenever its parameters change."""
+        tensors = (self.combine.weight, self.combine.bias, self.v.weight)
+        key = tuple(n for t in tensors for n in (t.data_ptr(), t._version))
+        if self._paired[0] != key:
+            self._paired = key, paired_form(*tensors, enc_dim=self.enc_dim)
+        return self._paired[1]
 
     def score(self, h: Tensor, q: Tensor) -> Tensor:
+        paired = None if self.training or h.device.type == "mps" else self.paired()
+        if paired is not None:
+            scores = paired.score(h, q)  # (B, N)
+            if bool(torch.isfinite(scores).all()):
+                return scores
         # At inference tanh and the sum over units run in float64: the data-free head reads a second-order term off
         # tanh units, a cancellation that costs float32 about 1e-3 in the weights. The per-cell product stays
         # float32 (the costly part, N x C x U): its rounding enters each +- pair of units alike and cancels to
@@ -161,32 +182,6 @@ def default_concat(basis: Tensor, feature_bound: float, query_bound: float, bias
         scorer.combine.bias.fill_(bias)
         scorer.v.weight.copy_(v.unsqueeze(0))
     return scorer.requires_grad_(False).eval()
-
-
-class TanhPairs(nn.Module):
-    """The data-free concat head's W_c as a function of two projections: four sign-flipped copies of [E | Q].
-
-    Registered as a parametrisation of `combine.weight` while `attnviz fit` trains a concat head, it lets the
-    projections move while every +- pair of tanh units stays exactly paired, so the second-order read-out keeps
-    cancelling. Free steps on W_c itself break that pairing: held-out pointing fell from 0.94 to 0.25.
-    """
-
-    SIGNS = ((1.0, 1.0), (-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0))  # (feature, query) sign of each block of A units
-
-    def __init__(self, enc_dim: int) -> None:
-        super().__init__()
-        self.enc_dim = enc_dim
-
-    def forward(self, enc: Tensor, query: Tensor) -> Tensor:
-        """(A, C) scaled feature projection, (A, D) scaled query projection -> (4A, C + D) W_c."""
-        return torch.cat([torch.cat([se * enc, sq * query], dim=1) for se, sq in self.SIGNS])
-
-    def right_inverse(self, weight: Tensor) -> tuple[Tensor, Tensor]:
-        first = weight[: weight.shape[0] // len(self.SIGNS)]  # (A, C + D): the (+, +) block
-        enc, query = first[:, : self.enc_dim], first[:, self.enc_dim :]
-        if not torch.equal(self.forward(enc, query), weight):
-            raise UsageError("this concat head is not in the paired-tanh form, so its projections cannot be tied")
-        return enc.clone(), query.clone()
 
 
 def default_scorer(mode: Mode | str, basis: Tensor, feature_bound: float, query_bound: float) -> Scorer:

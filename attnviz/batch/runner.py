@@ -20,6 +20,7 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 import torch
+from PIL import Image
 
 from attnviz.batch.options import STDOUT, RunOptions, check_run_options
 from attnviz.batch.plan import Item, OutputPlan
@@ -33,7 +34,7 @@ from attnviz.io.outputs import encode_image, image_format, suffix_format
 from attnviz.models.devices import cpu_count, pick_device
 from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
-from attnviz.render.overlay import check_style, overlay
+from attnviz.render.overlay import check_style, overlay_image
 from attnviz.results import GridResult
 
 #: More lanes than this only multiply memory: past 4, giving each lane several cores scales as well.
@@ -209,12 +210,12 @@ class Runner:
         assert item.image is not None
         o = self.options
         explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation, o.smooth)
-        pixels = overlay(np.asarray(item.image), explanation.heatmap, o.colormap, o.alpha)
+        pixels: np.ndarray | Image.Image = overlay_image(item.image, explanation.heatmap, o.colormap, o.alpha)
         if o.annotate:
             from attnviz.render.annotate import annotate, caption
 
             text = caption(result.target.label, result.target.prob, self.mode.value)
-            pixels = annotate(pixels, text, o.colormap)
+            pixels = annotate(np.asarray(pixels), text, o.colormap)
         fmt, save_options = image_format(output) if output else suffix_format(self.outputs.suffix)
         try:
             data = encode_image(pixels, fmt, save_options)

@@ -57,13 +57,15 @@ def _file_mode() -> int:
     return 0o644
 
 
-def encode_image(pixels: np.ndarray, fmt: str, options: dict[str, object]) -> bytes:
+def encode_image(pixels: np.ndarray | Image.Image, fmt: str, options: dict[str, object]) -> bytes:
+    """(H, W, 3) uint8 RGB pixels, or an RGB Pillow image, as the bytes of a `fmt` file."""
     if fmt == "PNG":
         from attnviz.io.png import encode_png
 
-        return encode_png(pixels)
+        return encode_png(np.asarray(pixels))
+    picture = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels, mode="RGB")
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format=fmt, **options)
+    picture.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 

@@ -1,0 +1,98 @@
+"""The paired-tanh form of a concat head, and its closed form: the same scores at a quarter of the work.
+
+The data-free concat head (`default_concat`) and every head `attnviz fit` trains keep their hidden units in four
+sign-flipped blocks (`TanhPairs`): for each attention dimension k, units at bias c_k see c_k +- x_k +- y_k, with
+x = E h (the cell's projection) and y = Q q (the query's), and v reads them as g_k (+1, +1, -1, -1). Summed, the
+four tanh units of k are, exactly,
+
+    tanh(c+x+y) + tanh(c-x-y) - tanh(c+x-y) - tanh(c-x+y)
+        = -4 sinh(2c) sinh(2x) sinh(2y) / ((cosh 2c + cosh 2(x+y)) (cosh 2c + cosh 2(x-y)))
+
+(from tanh a + tanh b = sinh(a+b) / (cosh a cosh b)). Evaluated this way the per-cell product is E h, A rows
+instead of 4A, and nothing cancels: float32 is as exact as the float64 sum of four tanh units it replaces. On
+EfficientNet-Lite0's 1280 channels at 608 x 448 this is about 2 ms per map instead of 8 ms (one thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnviz.errors import UsageError
+
+
+class TanhPairs(nn.Module):
+    """The data-free concat head's W_c as a function of two projections: four sign-flipped copies of [E | Q].
+
+    Registered as a parametrisation of `combine.weight` while `attnviz fit` trains a concat head, it lets the
+    projections move while every +- pair of tanh units stays exactly paired, so the second-order read-out keeps
+    cancelling. Free steps on W_c itself break that pairing: held-out pointing fell from 0.94 to 0.25.
+    """
+
+    SIGNS = ((1.0, 1.0), (-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0))  # (feature, query) sign of each block of A units
+
+    def __init__(self, enc_dim: int) -> None:
+        super().__init__()
+        self.enc_dim = enc_dim
+
+    def forward(self, enc: Tensor, query: Tensor) -> Tensor:
+        """(A, C) scaled feature projection, (A, D) scaled query projection -> (4A, C + D) W_c."""
+        return torch.cat([torch.cat([se * enc, sq * query], dim=1) for se, sq in self.SIGNS])
+
+    def right_inverse(self, weight: Tensor) -> tuple[Tensor, Tensor]:
+        first = weight[: weight.shape[0] // len(self.SIGNS)]  # (A, C + D): the (+, +) block
+        enc, query = first[:, : self.enc_dim], first[:, self.enc_dim :]
+        if not torch.equal(self.forward(enc, query), weight):
+            raise UsageError("this concat head is not in the paired-tanh form, so its projections cannot be tied")
+        return enc.clone(), query.clone()
+
+
+@dataclass(frozen=True)
+class PairedForm:
+    """A concat head in the paired form: per attention dimension k, its projections, bias and read-out gain."""
+
+    enc: Tensor  # (A, C) E: x = E h
+    query: Tensor  # (A, D) Q: y = Q q
+    bias: Tensor  # (A,) c
+    gain: Tensor  # (A,) g
+
+    def score(self, h: Tensor, q: Tensor) -> Tensor:
+        """(B, N, C) cells, (B, D) query -> (B, N) scores, equal to the head's sum over its 4A tanh units.
+
+        In exponentials (torch's sinh and cosh are not vectorised, exp is): with m = expm1(2x), e = m + 1 and
+        f = exp(2y), the term of k is 2 m (1 + 1/e) K / ((2 cosh 2c + e f + 1/(e f)) (2 cosh 2c + e/f + f/e)),
+        K = -4 g sinh(2c) sinh(2y). Where exp overflows (features hundreds of times past the head's scale) the
+        scores come out NaN, and `ConcatScorer` takes the tanh units instead, which saturate.
+        """
+        x = h @ self.enc.T.to(h.dtype)  # (B, N, A)
+        y = (q.to(h.dtype) @ self.query.T.to(h.dtype)).unsqueeze(1)  # (B, 1, A)
+        c, gain = self.bias.to(h.dtype), self.gain.to(h.dtype)  # (A,) each
+        m = torch.expm1(2 * x)  # (B, N, A): sinh(2x) = m (1 + 1/e) / 2 keeps its precision for small x
+        e = m + 1
+        r = e.reciprocal()
+        f = torch.exp(2 * y)  # (B, 1, A)
+        g = f.reciprocal()
+        twice_cosh_c = 2 * torch.cosh(2 * c)  # (A,)
+        k = torch.sinh(2 * y) * (-4 * torch.sinh(2 * c) * gain)  # (B, 1, A)
+        denominator = (e * f + r * g + twice_cosh_c) * (e * g + r * f + twice_cosh_c)  # (B, N, A), >= 4
+        return (2 * m * (1 + r) * k / denominator).sum(-1)  # (B, N)
+
+
+def paired_form(weight: Tensor, bias: Tensor, v: Tensor, enc_dim: int) -> PairedForm | None:
+    """The head's paired form, or None when W_c (U, C + D), b (U,) and v (1, U) are not in it."""
+    units = weight.shape[0]
+    blocks = len(TanhPairs.SIGNS)
+    if units % blocks or units == 0:
+        return None
+    try:
+        enc, query = TanhPairs(enc_dim).right_inverse(weight.detach())
+    except UsageError:
+        return None
+    b, g = bias.detach().reshape(blocks, -1), v.detach().reshape(blocks, -1)  # (4, A) each
+    same_bias = all(torch.equal(b[0], b[i]) for i in range(1, blocks))
+    read_out = torch.equal(g[0], g[1]) and torch.equal(g[2], -g[0]) and torch.equal(g[3], -g[0])
+    if not (same_bias and read_out):
+        return None
+    return PairedForm(enc=enc, query=query, bias=b[0].clone(), gain=g[0].clone())
