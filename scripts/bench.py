@@ -267,25 +267,34 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"{count} photos {WIDTH}x{HEIGHT} in {folder}; network input {size[0]}x{size[1]}")
     lanes = args.workers or "auto"
     print(f"attnviz options: batch_size={args.batch_size} workers={lanes} size={args.size}, mode concat, PNG")
-    results: dict[str, dict[str, float]] = {}
-    for way in WAYS:
-        runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
-        if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
-            print(f"{way}: skipped, {runtime.value} is not installed")
-            continue
-        command = [sys.executable, __file__, "--way", way, *passed_options(args)]
-        if args.quick:
-            command.append("--quick")
-        child = subprocess.run(command, capture_output=True, text=True)
-        if child.returncode != 0:
-            sys.exit(f"{way} failed:\n{child.stderr}")
-        print("".join(line + "\n" for line in child.stderr.splitlines() if line.startswith(way)), end="")
-        results[way] = json.loads(child.stdout.strip().splitlines()[-1])
-    report(results)
+    runs: dict[str, list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):  # every way once per round, so slow drift in the machine hits them alike
+        for way in WAYS:
+            runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
+            if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
+                if not round_:
+                    print(f"{way}: skipped, {runtime.value} is not installed")
+                continue
+            command = [sys.executable, __file__, "--way", way, *passed_options(args)]
+            if args.quick:
+                command.append("--quick")
+            child = subprocess.run(command, capture_output=True, text=True)
+            if child.returncode != 0:
+                sys.exit(f"{way} failed:\n{child.stderr}")
+            if not round_:
+                print("".join(line + "\n" for line in child.stderr.splitlines() if line.startswith(way)), end="")
+            runs.setdefault(way, []).append(json.loads(child.stdout.strip().splitlines()[-1]))
+    rates = {way: [r["images"] / r["seconds"] for r in way_runs] for way, way_runs in runs.items()}
+    report({way: median_run(way_runs) for way, way_runs in runs.items()}, rates)
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
-    """The table, the limit and the lanes x threads verdict."""
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median rate (the lower middle one for an even count of runs)."""
+    return sorted(runs, key=lambda r: r["images"] / r["seconds"])[(len(runs) - 1) // 2]
+
+
+def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) -> None:
+    """The table (each way's median round), the limit and the lanes x threads verdict."""
     rate = {way: r["images"] / r["seconds"] for way, r in results.items()}
     limits = {way: rate[way] for way in results if way in LIMIT_WAYS}
     limit = max(limits, key=limits.__getitem__) if limits else "forward-only"
@@ -297,6 +306,10 @@ def report(results: dict[str, dict[str, float]]) -> None:
             f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
             f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
         )
+    if max(map(len, rates.values())) > 1:
+        print("each row is the median round of that way; images/s in every round:")
+        for way, seen in rates.items():
+            print(f"  {way:<34}" + " ".join(f"{rate:6.2f}" for rate in seen))
     print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
     print(f"limit rows: lanes x threads per lane, on {CORES} cores")
     one, many = rate.get("attnviz, one lane"), rate["attnviz"]
@@ -390,6 +403,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for all three ways (default cpu)")
     parser.add_argument("--cold", action="store_true", help="cold start of one photo vs import torch, torchvision")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command for --cold")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every way; the table shows the median")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
