@@ -99,7 +99,9 @@ def mib(maxrss: int) -> float:
     return maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
 
 
-def run_options(args: argparse.Namespace, output: str, workers: int | None = None, backend: str = "auto") -> RunOptions:
+def run_options(
+    args: argparse.Namespace, output: str, workers: int | None = None, backend: str = "auto", **other: Any
+) -> RunOptions:
     return RunOptions(
         output=output,
         quiet=True,
@@ -108,15 +110,16 @@ def run_options(args: argparse.Namespace, output: str, workers: int | None = Non
         size=args.size,
         device=args.device,
         backend=Backend(backend),
+        **other,
     )
 
 
 def attnviz_way(
-    args: argparse.Namespace, folder: Path, warmup: Path, out: Path, workers: int | None, backend: str
+    args: argparse.Namespace, folder: Path, warmup: Path, out: Path, workers: int | None, backend: str, **other: Any
 ) -> Callable[[], int]:
     """Build the Runner and warm it up (neither is timed); the returned callable processes the folder."""
     errors = io.StringIO()
-    runner = Runner(run_options(args, str(out), workers, backend), io.BytesIO(), errors)
+    runner = Runner(run_options(args, str(out), workers, backend, **other), io.BytesIO(), errors)
     print(f"{args.way}: backend {runner.explainer.backend_note}", file=sys.stderr)
     runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
 
@@ -212,11 +215,18 @@ def timed(work: Callable[[], int]) -> tuple[int, float, float]:
 
 CORES = cpu_count()
 #: The ways attnviz runs: name -> (--workers, --backend); None workers: as attnviz picks (one lane per core).
-ATTNVIZ_WAYS = {
+ATTNVIZ_WAYS: dict[str, tuple[int | None, str]] = {
     "attnviz": (None, "auto"),
     "attnviz, one lane": (1, "auto"),
     "attnviz --backend torch": (None, "torch"),
     "attnviz --backend openvino": (None, "openvino"),
+    "attnviz --classify-size 448": (None, "auto"),
+    "attnviz --format jpg": (None, "auto"),
+}
+#: Options of the ways that are not the defaults: where the time beyond the limit goes (see `report`).
+OTHER_OPTIONS: dict[str, dict[str, Any]] = {
+    "attnviz --classify-size 448": {"classify_size": 448},  # one pass: classes from the map's own pass
+    "attnviz --format jpg": {"format": "jpg"},  # JPEG instead of PNG files
 }
 #: The limit ways: name -> (runtime, lanes); each lane gets cores / lanes threads.
 LIMIT_WAYS = {
@@ -237,7 +247,9 @@ def measure(args: argparse.Namespace) -> None:
     out = Path(scratch.name)
     if args.way in ATTNVIZ_WAYS:
         tune_allocator()  # as the attnviz command does
-        work = attnviz_way(args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way])
+        work = attnviz_way(
+            args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way], **OTHER_OPTIONS.get(args.way, {})
+        )
     else:
         if args.way in ("forward-only, tuned allocator", *LIMIT_WAYS):
             tune_allocator()
@@ -269,7 +281,7 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"attnviz options: batch_size={args.batch_size} workers={lanes} size={args.size}, mode concat, PNG")
     runs: dict[str, list[dict[str, float]]] = {}
     for round_ in range(args.rounds):  # every way once per round, so slow drift in the machine hits them alike
-        for way in WAYS:
+        for way in args.ways or WAYS:
             runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
             if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
                 if not round_:
@@ -300,8 +312,9 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
     limit = max(limits, key=limits.__getitem__) if limits else "forward-only"
     header = f"{'way':<36}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs limit':>10}"
     print(f"\n{header}{'peak RSS':>10}{'other load':>12}")
+    cam = rate.get("pytorch-grad-cam", float("nan"))
     for way, r in results.items():
-        vs_cam, vs_limit = rate[way] / rate["pytorch-grad-cam"], rate[way] / rate[limit]
+        vs_cam, vs_limit = rate[way] / cam, rate[way] / rate[limit]
         print(
             f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
             f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
@@ -310,10 +323,15 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
         print("each row is the median round of that way; images/s in every round:")
         for way, seen in rates.items():
             print(f"  {way:<34}" + " ".join(f"{rate:6.2f}" for rate in seen))
+        for way in ("attnviz", "attnviz --classify-size 448", "attnviz --format jpg"):
+            if way in rates and limit in rates:  # round by round: the two ran minutes apart at most
+                paired = [a / b for a, b in zip(rates[way], rates[limit], strict=True)]
+                rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
+                print(f"{way} vs limit, round by round: {rounds} (median {float(np.median(paired)):.2f})")
     print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
     print(f"limit rows: lanes x threads per lane, on {CORES} cores")
-    one, many = rate.get("attnviz, one lane"), rate["attnviz"]
-    if one is not None:
+    one, many = rate.get("attnviz, one lane"), rate.get("attnviz")
+    if one is not None and many is not None:
         best = f"one lane of {CORES} threads" if one > many else "one lane per core, 1 thread each (the default)"
         print(f"lanes x threads: {many:.2f} images/s with one lane per core, {one:.2f} with one lane: {best} wins")
     print("each way ran alone in a fresh process; other load: cores kept busy by other processes meanwhile,")
@@ -404,6 +422,9 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="cold start of one photo vs import torch, torchvision")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command for --cold")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every way; the table shows the median")
+    parser.add_argument(
+        "--ways", type=lambda text: [w.strip() for w in text.split(";")], help="only these ways, ';'-separated"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
