@@ -83,3 +83,28 @@ def test_the_drawn_map_peaks_where_the_evidence_is_densest_not_on_one_hot_cell()
         draw_map(scores, 190, 140, "nearest"), render.upsample(render.display_map(scores), 190, 140, "nearest")
     )
     assert not draw_map(np.zeros((3, 4), np.float32), 40, 30).any()
+
+
+def test_the_built_in_turbo_table_is_matplotlibs() -> None:
+    """The default colormap's table ships with attnviz (no matplotlib import on the default path): it must be the
+    same colours matplotlib gives."""
+    import matplotlib
+
+    from attnviz.render.overlay import _TURBO
+
+    expected = np.round(matplotlib.colormaps["turbo"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+    assert np.frombuffer(_TURBO, np.uint8).reshape(256, 3).tolist() == expected.tolist()
+    assert render.colormap_lut("turbo").tolist() == expected.tolist()
+
+
+def test_drawing_with_the_default_colormap_does_not_import_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from attnviz.render.overlay import overlay\n"
+        "overlay(np.zeros((4, 5, 3), np.uint8), np.ones((4, 5), np.float32))\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
