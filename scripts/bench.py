@@ -18,6 +18,12 @@ own (run one after another, never side by side):
 * limit: decode, resize (attnviz's own resize, the fastest here) and one forward pass of the exported encoder under
   a runtime, nothing else, on 2 lanes of 1 thread or 1 lane of 2 threads. The best of these rows is the limit that
   attnviz's throughput is compared with ("vs limit").
+* where the rest goes: attnviz with one pass (`--classify-size 448`: the classes from the map's pass) and with JPEG
+  files, and "both passes": the limit plus the recognition pass (resize and forward at the trained scale) that
+  attnviz runs by default to rank the classes, still with nothing drawn or written.
+
+Every way runs once per round (`--rounds`, default 3), and the table shows each way's median round; the ratios to
+the limit are also given round by round, since this machine's speed drifts by 20% within minutes.
 
 Why fresh processes: glibc raises its mmap threshold for good once large blocks have been freed, so a way that runs
 after another in the same process inherits a faster allocator. In one process the forward-only loop ran at 13.3
@@ -170,8 +176,11 @@ def forward_way(args: argparse.Namespace, size: tuple[int, int]) -> Callable[[li
     return run
 
 
-def limit_way(args: argparse.Namespace, backend: Backend, lanes: int) -> Callable[[list[Path]], int]:
-    """Decode, resize and the runtime's forward pass, nothing else, on `lanes` threads sharing the cores."""
+def limit_way(
+    args: argparse.Namespace, backend: Backend, lanes: int, recognise: bool = False
+) -> Callable[[list[Path]], int]:
+    """Decode, resize and the runtime's forward pass, nothing else, on `lanes` threads sharing the cores; with
+    `recognise`, also the resize and forward pass at the trained scale that attnviz ranks the classes with."""
     from concurrent.futures import ThreadPoolExecutor
 
     from attnviz.models.export import ensure_onnx
@@ -183,8 +192,10 @@ def limit_way(args: argparse.Namespace, backend: Backend, lanes: int) -> Callabl
     torch.set_num_threads(threads)  # the resize's share, as a lane of attnviz has it
 
     def one(path: Path) -> None:
-        pixels = encoder.preprocess(Image.open(path).convert("RGB"), args.size)[None]  # (1, 3, h, w)
-        engine(pixels)
+        image = Image.open(path).convert("RGB")
+        engine(encoder.preprocess(image, args.size)[None])  # (1, 3, h, w)
+        if recognise:
+            engine(encoder.preprocess(image, encoder.trained_size)[None])  # (1, 3, h', w')
 
     def run(batch: list[Path]) -> int:
         with ThreadPoolExecutor(lanes) as pool:
@@ -234,7 +245,16 @@ LIMIT_WAYS = {
     for backend in (Backend.onnxruntime, Backend.openvino)
     for lanes in dict.fromkeys((CORES, 1))
 }
-WAYS = (*ATTNVIZ_WAYS, "pytorch-grad-cam", "forward-only", "forward-only, tuned allocator", *LIMIT_WAYS)
+#: Not a limit row: the limit's work plus the recognition pass (resize and forward at the trained scale).
+BOTH_PASSES = f"both passes: onnxruntime, {CORES} x 1"
+WAYS = (
+    *ATTNVIZ_WAYS,
+    "pytorch-grad-cam",
+    "forward-only",
+    "forward-only, tuned allocator",
+    *LIMIT_WAYS,
+    BOTH_PASSES,
+)
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -251,10 +271,12 @@ def measure(args: argparse.Namespace) -> None:
             args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way], **OTHER_OPTIONS.get(args.way, {})
         )
     else:
-        if args.way in ("forward-only, tuned allocator", *LIMIT_WAYS):
+        if args.way in ("forward-only, tuned allocator", *LIMIT_WAYS, BOTH_PASSES):
             tune_allocator()
         if args.way in LIMIT_WAYS:
             way = limit_way(args, *LIMIT_WAYS[args.way])
+        elif args.way == BOTH_PASSES:
+            way = limit_way(args, Backend.onnxruntime, CORES, recognise=True)
         elif args.way == "pytorch-grad-cam":
             way = gradcam_way(args, size, out)
         else:
@@ -282,7 +304,7 @@ def benchmark(args: argparse.Namespace) -> None:
     runs: dict[str, list[dict[str, float]]] = {}
     for round_ in range(args.rounds):  # every way once per round, so slow drift in the machine hits them alike
         for way in args.ways or WAYS:
-            runtime = LIMIT_WAYS[way][0] if way in LIMIT_WAYS else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
+            runtime = runtime_of(way)
             if runtime in NEEDS and not all(installed(module) for module in NEEDS[runtime]):
                 if not round_:
                     print(f"{way}: skipped, {runtime.value} is not installed")
@@ -298,6 +320,12 @@ def benchmark(args: argparse.Namespace) -> None:
             runs.setdefault(way, []).append(json.loads(child.stdout.strip().splitlines()[-1]))
     rates = {way: [r["images"] / r["seconds"] for r in way_runs] for way, way_runs in runs.items()}
     report({way: median_run(way_runs) for way, way_runs in runs.items()}, rates)
+
+
+def runtime_of(way: str) -> Backend:
+    if way in LIMIT_WAYS:
+        return LIMIT_WAYS[way][0]
+    return Backend.onnxruntime if way == BOTH_PASSES else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -328,6 +356,10 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
                 paired = [a / b for a, b in zip(rates[way], rates[limit], strict=True)]
                 rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
                 print(f"{way} vs limit, round by round: {rounds} (median {float(np.median(paired)):.2f})")
+        if "attnviz" in rates and BOTH_PASSES in rates:
+            paired = [a / b for a, b in zip(rates["attnviz"], rates[BOTH_PASSES], strict=True)]
+            rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
+            print(f"attnviz vs {BOTH_PASSES!r}, round by round: {rounds} (median {float(np.median(paired)):.2f})")
     print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
     print(f"limit rows: lanes x threads per lane, on {CORES} cores")
     one, many = rate.get("attnviz, one lane"), rate.get("attnviz")
