@@ -366,3 +366,28 @@ def test_explain_batches_in_the_callers_own_process_changes_nothing_global(tmp_p
     assert rows[2]["output"] is None and rows[2]["weights"] is None
     assert all(len(r["weights"]) == r["grid"][0] * r["grid"][1] for r in rows[:2])
     assert _outputs(tmp_path / "maps") == {"p0.attn-concat.png", "sub/p1.attn-concat.png"}
+
+
+def test_an_unreachable_cluster_is_one_line_without_waiting_for_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray retries an address that does not answer for about a minute; attnviz tries its port first."""
+    import socket
+
+    ray = pytest.importorskip("ray")
+
+    from attnviz.errors import ComputeError
+    from attnviz.ray.engine import check_reachable, ray_session
+
+    with socket.socket() as closed:  # a port that was free a moment ago: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    def refuse(**_: object) -> None:
+        pytest.fail("ray.init was called for an address that cannot be reached")  # a BaseException: not caught
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        message = rf"cannot reach the Ray cluster at {re.escape(address)}: "
+        with pytest.raises(ComputeError, match=message), ray_session(address):
+            pass
+    check_reachable("auto")  # no port: left to Ray

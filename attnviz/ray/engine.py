@@ -71,6 +71,29 @@ def _discarded_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+#: Seconds to wait for a named cluster's port before saying it cannot be reached (Ray's own wait is a minute).
+REACH_TIMEOUT = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """A `host:port` or `ray://host:port` address must accept a connection within `REACH_TIMEOUT`, else one line.
+
+    Ray itself keeps retrying an unreachable address for about a minute before it gives up. `auto`, `local` and
+    anything without a port are left to Ray.
+    """
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ComputeError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
 def _last_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(exc).__name__
@@ -85,6 +108,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    if address is not None:
+        check_reachable(address)
     # Ray's C++ core logs to the process's stderr: at start it announces its log level and retries a connection
     # line by line, later it warns about actor arguments on every run. Its errors reach us as exceptions, so only
     # fatal ones are printed, nothing during ray.init, and a failure to start or connect is one line.
