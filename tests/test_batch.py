@@ -6,6 +6,7 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,23 @@ def test_non_utf8_and_newline_file_names(capsysbinary, tmp_path: Path) -> None: 
     assert len(records) == 2 and all(Path(r["output"]).exists() for r in records)
 
 
+@pytest.fixture
+def ctrl_c_reaches_python() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test, and for its child processes.
+
+    A shell starts a background job (`make test &`) with SIGINT ignored, and attnviz rightly leaves an ignored
+    SIGINT ignored; these tests are about what Ctrl-C does, so they put the handler an interactive run has.
+    """
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # children start with SIGINT at default
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) -> None:
     import signal
     import subprocess
@@ -302,6 +320,7 @@ def test_a_chosen_layer_is_captured_per_thread() -> None:
     assert not errors, errors
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_ctrl_c_while_files_are_written_waits_for_them(tmp_path: Path) -> None:
     import signal
 
