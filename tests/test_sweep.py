@@ -57,7 +57,7 @@ TIMM_NAMES = [
 #: The architectures whose class-token attention `cls` and `rollout` must draw.
 READABLE_ATTENTION = {
     "vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "beit_base_patch16_224",
-    "eva02_tiny_patch14_224", "vit_small_patch14_dinov2",
+    "eva02_tiny_patch14_224", "vit_small_patch14_dinov2", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
 }  # fmt: skip
 
 

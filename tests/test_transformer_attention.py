@@ -126,3 +126,38 @@ def test_the_cli_refuses_classes_for_a_class_free_map_and_cnns_in_one_line(capsy
     code, _, err = run(capsysbinary, "run", SAMPLES / "coffee.png", *TINY, "-m", "rollout", "-o", tmp_path)
     assert code == 2
     one_error_line(err, "--mode rollout needs a transformer")
+
+
+def tiny_torchvision_vit() -> tuple[Encoder, torch.nn.Module]:
+    from torchvision.models import VisionTransformer
+
+    from attnviz.models.torchvision_models import torchvision_encoder
+
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=224, patch_size=32, num_layers=3, num_heads=2, hidden_dim=32, mlp_dim=64)
+    model.heads = torch.nn.Sequential(torch.nn.Linear(32, 5))  # 5 classes
+    labels = [f"c{i}" for i in range(5)]
+    return torchvision_encoder("torchvision:tiny_vit", model.eval(), labels, mean=(0.5,) * 3, std=(0.5,) * 3), model
+
+
+def test_torchvisions_vit_hands_over_its_attention_only_while_a_map_is_drawn() -> None:
+    """torchvision's blocks call nn.MultiheadAttention with need_weights=False: the weights are asked for during the
+    recorded pass only, and they are the ones the block computes."""
+    encoder, model = tiny_torchvision_vit()
+    x = torch.rand(1, 3, 224, 224)
+    last = model.encoder.layers[-1]
+    normed: list[Tensor] = []
+    handle = last.ln_1.register_forward_hook(lambda m, i, o: normed.append(o))
+    with torch.inference_mode():
+        before = model(x)
+        handle.remove()
+        _, expected = last.self_attention(normed[0], normed[0], normed[0], need_weights=True)  # (1, N, N)
+    row = expected[:, 0, 1:] / expected[:, 0, 1:].sum(dim=1, keepdim=True)  # the class token's row, heads averaged
+    for mode in ATTENTION_MODES:
+        result = Explainer(encoder, mode, 224, device="cpu").infer_classes(x, None)[0][0]
+        assert result.grid == (7, 7) and np.isclose(result.weights.sum(), 1, atol=1e-5)
+        if mode is Mode.cls:
+            np.testing.assert_allclose(result.weights.ravel(), row[0].numpy(), atol=1e-6)
+    assert not last.self_attention._forward_pre_hooks and not last.self_attention._forward_hooks
+    with torch.inference_mode():
+        assert torch.equal(model(x), before)  # and the network predicts as it did

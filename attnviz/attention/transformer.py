@@ -3,12 +3,15 @@
 Neither needs a class: they show where the class token reads from, whatever the head makes of it. timm's blocks
 compute `softmax(q k^T) -> attn_drop` when their `fused_attn` flag is off, so switching the flag off on the
 encoder's own copy of each block (never timm's global `TIMM_FUSED_ATTN`) and hooking `attn_drop` captures the
-weights exactly. Rollout follows Abnar & Zuidema (ACL 2020): each block's head-averaged attention gets the residual
+weights exactly. torch's `nn.MultiheadAttention` (torchvision's ViT) is called with `need_weights=False`; while a
+pass is recorded, a pre-hook asks it for its per-head weights instead, and nothing of it changes outside that
+pass. Rollout follows Abnar & Zuidema (ACL 2020): each block's head-averaged attention gets the residual
 identity added, rows renormalised, and the blocks are multiplied from first to last.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,14 +31,32 @@ _EPS = 1e-12
 
 def attention_blocks(model: nn.Module) -> list[nn.Module]:
     """The attention modules that can hand over their weights: timm's `Attention` family (ViT, DeiT, BEiT, EVA,
-    DINOv2 with registers), recognised by the `fused_attn` flag and the `attn_drop` they apply the softmax to."""
-    return [
-        m for m in model.modules() if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)
-    ]
+    DINOv2 with registers), recognised by the `fused_attn` flag and the `attn_drop` they apply the softmax to, and
+    torch's `nn.MultiheadAttention` (torchvision's ViT)."""
+    return [m for m in model.modules() if _timm_attention(m) or isinstance(m, nn.MultiheadAttention)]
+
+
+def _timm_attention(module: nn.Module) -> bool:
+    return hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)
 
 
 def has_class_token(model: nn.Module) -> bool:
-    return any(isinstance(getattr(m, "cls_token", None), Tensor) for m in model.modules())
+    """timm calls it `cls_token`, torchvision `class_token`."""
+    return any(isinstance(getattr(m, name, None), Tensor) for m in model.modules() for name in _CLASS_TOKENS)
+
+
+_CLASS_TOKENS = ("cls_token", "class_token")
+_MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+
+
+def _ask_for_weights(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Pre-hook: the same call with `need_weights=True` and one map per head, however the caller passed them."""
+    bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
+    bound.arguments["need_weights"] = True
+    bound.arguments["average_attn_weights"] = False
+    return bound.args[1:], bound.kwargs
 
 
 class TransformerAttention:
@@ -48,7 +69,8 @@ class TransformerAttention:
         if not self.blocks:
             raise UsageError(
                 f"--mode {mode.value} needs a transformer whose attention weights can be read (timm's ViT, DeiT, "
-                f"BEiT, EVA or DINOv2 families); encoder {name} has none: use dot, general or concat"
+                f"BEiT, EVA or DINOv2 families, torchvision's ViT); encoder {name} has none: use dot, general or "
+                "concat"
             )
         if not has_class_token(encoder):
             raise UsageError(
@@ -56,7 +78,8 @@ class TransformerAttention:
                 "(it pools its patches): use dot, general or concat"
             )
         for block in self.blocks:  # this encoder's own modules only: timm's global setting stays as it was
-            cast(Any, block).fused_attn = False  # an instance attribute: the class keeps timm's default
+            if _timm_attention(block):
+                cast(Any, block).fused_attn = False  # an instance attribute: the class keeps timm's default
 
     @contextmanager
     def recording(self) -> Iterator[list[Tensor]]:
@@ -66,10 +89,18 @@ class TransformerAttention:
 
         def grab(_module: nn.Module, _inputs: object, output: Tensor) -> None:
             if threading.get_ident() == caller:
-                captured.append(output.detach().float())
+                captured.append(output.detach().float())  # (B, heads, N, N)
 
-        drops: list[nn.Module] = [block.get_submodule("attn_drop") for block in self.blocks]
-        handles = [drop.register_forward_hook(grab) for drop in drops]
+        def grab_weights(module: nn.Module, inputs: object, output: tuple[Tensor, Tensor]) -> None:
+            grab(module, inputs, output[1])  # (attended values, (B, heads, N, N) weights)
+
+        handles = []
+        for block in self.blocks:
+            if isinstance(block, nn.MultiheadAttention):
+                handles.append(block.register_forward_pre_hook(_ask_for_weights, with_kwargs=True))
+                handles.append(block.register_forward_hook(grab_weights))
+            else:
+                handles.append(block.get_submodule("attn_drop").register_forward_hook(grab))
         try:
             yield captured
         finally:
