@@ -391,3 +391,29 @@ def test_an_unreachable_cluster_is_one_line_without_waiting_for_ray(monkeypatch:
         with pytest.raises(ComputeError, match=message), ray_session(address):
             pass
     check_reachable("auto")  # no port: left to Ray
+
+
+def test_only_host_and_port_addresses_are_tried_before_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from attnviz.errors import ComputeError
+    from attnviz.ray.engine import check_reachable
+
+    tried: list[tuple[str, int]] = []
+
+    def connect(target: tuple[str, int], timeout: float) -> socket.socket:
+        tried.append(target)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    for address in ("auto", "local", "::1", "http://127.0.0.1:8265", "ray://head", "head:99999"):
+        check_reachable(address)  # left to Ray: nothing tried
+    assert tried == []
+    for address, target in (
+        (" head:6379 ", ("head", 6379)),
+        ("RAY://10.0.0.1:10001", ("10.0.0.1", 10001)),
+        ("[::1]:6379", ("::1", 6379)),
+    ):
+        with pytest.raises(ComputeError, match="cannot reach the Ray cluster at"):
+            check_reachable(address)
+        assert tried.pop() == target

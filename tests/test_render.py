@@ -108,3 +108,10 @@ def test_drawing_with_the_default_colormap_does_not_import_matplotlib() -> None:
         "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_overlay_is_a_fresh_writable_array() -> None:
+    image = np.zeros((4, 5, 3), np.uint8)
+    out = render.overlay(image, np.ones((4, 5), np.float32))
+    out[0, 0] = 7  # the caller owns it
+    assert out.flags.writeable and (image == 0).all()

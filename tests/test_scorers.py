@@ -154,11 +154,61 @@ def test_the_paired_closed_form_equals_the_sum_over_the_tanh_units() -> None:
     torch.manual_seed(5)
     classes = torch.randn(40, 24)
     scorer = class_scorer(Mode.concat, classes, feature_bound=4.0, attn_dim=12)
-    assert isinstance(scorer, ConcatScorer) and scorer.paired() is not None
+    assert isinstance(scorer, ConcatScorer)
+    paired = scorer.paired()
+    assert paired is not None
     h, q = torch.rand(3, 35, 24) * 4, classes[[0, 7, 9]]  # (B, N, C), (B, D)
-    reference = torch.softmax(_tanh_sum(scorer, h, q), -1)
-    weights = scorer(h, q).weights.double()
-    assert float((weights - reference).abs().max()) < 1e-5 * float(reference.max())
+    reference = _tanh_sum(scorer, h, q)  # (B, N)
+    closed = paired.score(h, q)  # the closed form itself, not through any fallback
+    assert closed is not None
+    assert float((closed.double() - reference).abs().max()) < 1e-5 * float(reference.abs().max())
+    weights, expected = scorer(h, q).weights.double(), torch.softmax(reference, -1)
+    assert float((weights - expected).abs().max()) < 1e-5 * float(expected.max())
+
+
+def test_the_paired_form_is_read_from_the_weights_as_they_are_now() -> None:
+    """No cache to go stale: an edit through `.data` (invisible to version counters) and parameters made under
+    inference mode (which have none) are both seen."""
+    torch.manual_seed(9)
+    classes = torch.randn(20, 8)
+    scorer = class_scorer(Mode.concat, classes, feature_bound=2.0, attn_dim=4)
+    assert isinstance(scorer, ConcatScorer) and scorer.paired() is not None
+    scorer.combine.weight.data[3, 1] += 0.5
+    assert scorer.paired() is None
+    h, q = torch.rand(1, 9, 8) * 2, classes[:1]
+    assert torch.allclose(scorer(h, q).scores.double(), _tanh_sum(scorer, h, q), atol=1e-5)
+    with torch.inference_mode():
+        built = class_scorer(Mode.concat, classes, feature_bound=2.0, attn_dim=4)
+        assert isinstance(built, ConcatScorer) and built.paired() is not None
+        assert torch.isfinite(built(h, q).scores).all()
+
+
+def test_gradients_flow_through_the_closed_form() -> None:
+    torch.manual_seed(10)
+    classes = torch.randn(20, 8)
+    scorer = class_scorer(Mode.concat, classes, feature_bound=2.0, attn_dim=4)
+    assert isinstance(scorer, ConcatScorer)
+    scorer.requires_grad_(True)  # eval mode, trainable: the closed form runs and must be differentiable
+    h = (torch.rand(1, 9, 8) * 2).requires_grad_(True)
+    scorer(h, classes[:1]).scores.sum().backward()
+    assert h.grad is not None and scorer.combine.weight.grad is not None
+    expected = torch.autograd.grad(_tanh_sum(scorer, h, classes[:1]).sum(), h)[0]
+    assert torch.allclose(h.grad.double(), expected.double(), atol=1e-5)
+
+
+def test_an_overflow_that_leaves_the_scores_finite_still_takes_the_tanh_units() -> None:
+    """A small read-out gain keeps the numerator finite where exp overflows the denominator: that is caught too."""
+    from attnviz.attention.paired import TanhPairs
+
+    scorer = ConcatScorer(enc_dim=1, query_dim=1, hidden_dim=4).eval()
+    with torch.no_grad():
+        scorer.combine.weight.copy_(TanhPairs(1)(torch.ones(1, 1), torch.ones(1, 1)))
+        scorer.combine.bias.fill_(0.66)
+        scorer.v.weight.copy_(torch.tensor([[0.1, 0.1, -0.1, -0.1]]))
+    h, q = torch.full((1, 1, 1), 22.2), torch.full((1, 1), 22.2)
+    paired = scorer.paired()
+    assert paired is not None and paired.score(h, q) is None
+    assert torch.allclose(scorer.score(h, q).double(), _tanh_sum(scorer, h, q), atol=1e-5)
 
 
 def test_a_head_not_in_the_paired_form_takes_the_tanh_units() -> None:

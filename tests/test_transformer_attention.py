@@ -161,3 +161,20 @@ def test_torchvisions_vit_hands_over_its_attention_only_while_a_map_is_drawn() -
     assert not last.self_attention._forward_pre_hooks and not last.self_attention._forward_hooks
     with torch.inference_mode():
         assert torch.equal(model(x), before)  # and the network predicts as it did
+
+
+def test_other_threads_attention_calls_are_left_as_they_were_made_while_a_map_is_recorded() -> None:
+    import threading
+
+    from attnviz.attention.transformer import TransformerAttention
+
+    encoder, model = tiny_torchvision_vit()
+    attention = TransformerAttention(encoder, Mode.cls, encoder.name)
+    block = model.encoder.layers[-1].self_attention
+    tokens = torch.rand(1, 50, 32)
+    seen: list[object] = []
+    with attention.recording():
+        other = threading.Thread(target=lambda: seen.append(block(tokens, tokens, tokens, need_weights=False)[1]))
+        other.start()
+        other.join()
+    assert seen == [None]  # that caller asked for no weights, and got none

@@ -58,13 +58,14 @@ class PairedForm:
     bias: Tensor  # (A,) c
     gain: Tensor  # (A,) g
 
-    def score(self, h: Tensor, q: Tensor) -> Tensor:
-        """(B, N, C) cells, (B, D) query -> (B, N) scores, equal to the head's sum over its 4A tanh units.
+    def score(self, h: Tensor, q: Tensor) -> Tensor | None:
+        """(B, N, C) cells, (B, D) query -> (B, N) scores, equal to the head's sum over its 4A tanh units; None
+        where the exponentials overflow (features hundreds of times past the head's scale), and `ConcatScorer`
+        then takes the tanh units, which saturate.
 
         In exponentials (torch's sinh and cosh are not vectorised, exp is): with m = expm1(2x), e = m + 1 and
         f = exp(2y), the term of k is 2 m (1 + 1/e) K / ((2 cosh 2c + e f + 1/(e f)) (2 cosh 2c + e/f + f/e)),
-        K = -4 g sinh(2c) sinh(2y). Where exp overflows (features hundreds of times past the head's scale) the
-        scores come out NaN, and `ConcatScorer` takes the tanh units instead, which saturate.
+        K = -4 g sinh(2c) sinh(2y).
         """
         x = h @ self.enc.T.to(h.dtype)  # (B, N, A)
         y = (q.to(h.dtype) @ self.query.T.to(h.dtype)).unsqueeze(1)  # (B, 1, A)
@@ -77,22 +78,37 @@ class PairedForm:
         twice_cosh_c = 2 * torch.cosh(2 * c)  # (A,)
         k = torch.sinh(2 * y) * (-4 * torch.sinh(2 * c) * gain)  # (B, 1, A)
         denominator = (e * f + r * g + twice_cosh_c) * (e * g + r * f + twice_cosh_c)  # (B, N, A), >= 4
-        return (2 * m * (1 + r) * k / denominator).sum(-1)  # (B, N)
+        scores = (2 * m * (1 + r) * k / denominator).sum(-1)  # (B, N)
+        finite = bool(torch.isfinite(denominator).all()) and bool(torch.isfinite(scores).all())
+        return scores if finite else None
 
 
 def paired_form(weight: Tensor, bias: Tensor, v: Tensor, enc_dim: int) -> PairedForm | None:
-    """The head's paired form, or None when W_c (U, C + D), b (U,) and v (1, U) are not in it."""
-    units = weight.shape[0]
-    blocks = len(TanhPairs.SIGNS)
-    if units % blocks or units == 0:
+    """The head's paired form, or None when W_c (U, C + D), b (U,) and v (1, U) are not in it.
+
+    Checked afresh on every call, from the values themselves (about 1 ms for Lite0's head): no cache to go stale
+    when the weights change, whatever way they are changed (`.data` edits are invisible to version counters). The
+    form holds views of the parameters, so gradients flow through it as through the tanh units.
+    """
+    units, width = weight.shape
+    if units % 4 or units == 0 or bias.shape != (units,) or v.numel() != units:
         return None
-    try:
-        enc, query = TanhPairs(enc_dim).right_inverse(weight.detach())
-    except UsageError:
-        return None
-    b, g = bias.detach().reshape(blocks, -1), v.detach().reshape(blocks, -1)  # (4, A) each
-    same_bias = all(torch.equal(b[0], b[i]) for i in range(1, blocks))
-    read_out = torch.equal(g[0], g[1]) and torch.equal(g[2], -g[0]) and torch.equal(g[3], -g[0])
-    if not (same_bias and read_out):
-        return None
-    return PairedForm(enc=enc, query=query, bias=b[0].clone(), gain=g[0].clone())
+    blocks = weight.reshape(4, units // 4, width)  # (4, A, C + D): the sign blocks of `TanhPairs.SIGNS`
+    first = blocks[0]
+    with torch.no_grad():
+        flipped = first.neg()
+        if not (
+            torch.equal(blocks[1], flipped)  # (-, -)
+            and torch.equal(blocks[2, :, :enc_dim], first[:, :enc_dim])  # (+, -)
+            and torch.equal(blocks[2, :, enc_dim:], flipped[:, enc_dim:])
+            and torch.equal(blocks[3, :, :enc_dim], flipped[:, :enc_dim])  # (-, +)
+            and torch.equal(blocks[3, :, enc_dim:], first[:, enc_dim:])
+        ):
+            return None
+        b, g = bias.reshape(4, -1), v.reshape(4, -1)  # (4, A) each
+        if not all(torch.equal(b[0], b[i]) for i in (1, 2, 3)):
+            return None
+        if not (torch.equal(g[0], g[1]) and torch.equal(g[2], -g[0]) and torch.equal(g[3], -g[0])):
+            return None
+    a = units // 4
+    return PairedForm(enc=first[:, :enc_dim], query=first[:, enc_dim:], bias=bias[:a], gain=v.reshape(-1)[:a])

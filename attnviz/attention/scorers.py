@@ -109,22 +109,16 @@ class ConcatScorer(Scorer):
         self.enc_dim = enc_dim
         self.combine = nn.Linear(enc_dim + query_dim, hidden_dim)  # W_c, b
         self.v = nn.Linear(hidden_dim, 1, bias=False)
-        self._paired: tuple[tuple[int, ...], PairedForm | None] = ((), None)
 
     def paired(self) -> PairedForm | None:
-        """The head's paired form (`attention/paired.py`), found again whenever its parameters change."""
-        tensors = (self.combine.weight, self.combine.bias, self.v.weight)
-        key = tuple(n for t in tensors for n in (t.data_ptr(), t._version))
-        if self._paired[0] != key:
-            self._paired = key, paired_form(*tensors, enc_dim=self.enc_dim)
-        return self._paired[1]
+        """The head's paired form (`attention/paired.py`), or None."""
+        return paired_form(self.combine.weight, self.combine.bias, self.v.weight, self.enc_dim)
 
     def score(self, h: Tensor, q: Tensor) -> Tensor:
         paired = None if self.training or h.device.type == "mps" else self.paired()
-        if paired is not None:
-            scores = paired.score(h, q)  # (B, N)
-            if bool(torch.isfinite(scores).all()):
-                return scores
+        scores = None if paired is None else paired.score(h, q)  # (B, N), None where exp overflows
+        if scores is not None:
+            return scores
         # At inference tanh and the sum over units run in float64: the data-free head reads a second-order term off
         # tanh units, a cancellation that costs float32 about 1e-3 in the weights. The per-cell product stays
         # float32 (the costly part, N x C x U): its rounding enters each +- pair of units alike and cancels to

@@ -49,10 +49,8 @@ _CLASS_TOKENS = ("cls_token", "class_token")
 _MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
 
 
-def _ask_for_weights(
-    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Pre-hook: the same call with `need_weights=True` and one map per head, however the caller passed them."""
+def _ask_for_weights(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The same call with `need_weights=True` and one map per head, however the caller passed them."""
     bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
     bound.arguments["need_weights"] = True
     bound.arguments["average_attn_weights"] = False
@@ -94,10 +92,13 @@ class TransformerAttention:
         def grab_weights(module: nn.Module, inputs: object, output: tuple[Tensor, Tensor]) -> None:
             grab(module, inputs, output[1])  # (attended values, (B, heads, N, N) weights)
 
+        def ask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+            return _ask_for_weights(module, args, kwargs) if threading.get_ident() == caller else None
+
         handles = []
         for block in self.blocks:
-            if isinstance(block, nn.MultiheadAttention):
-                handles.append(block.register_forward_pre_hook(_ask_for_weights, with_kwargs=True))
+            if isinstance(block, nn.MultiheadAttention):  # other threads' calls go through as they were made
+                handles.append(block.register_forward_pre_hook(ask, with_kwargs=True))
                 handles.append(block.register_forward_hook(grab_weights))
             else:
                 handles.append(block.get_submodule("attn_drop").register_forward_hook(grab))

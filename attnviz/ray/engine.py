@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Generator, Iterator
@@ -75,20 +76,24 @@ def _discarded_stderr() -> Iterator[None]:
 REACH_TIMEOUT = 5.0
 
 
+#: `host:port` or `[IPv6]:port`, optionally after `ray://`: the addresses whose port can be tried before Ray is.
+_ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\s\[\]]+)):(?P<port>\d{1,5})", re.I)
+
+
 def check_reachable(address: str) -> None:
     """A `host:port` or `ray://host:port` address must accept a connection within `REACH_TIMEOUT`, else one line.
 
-    Ray itself keeps retrying an unreachable address for about a minute before it gives up. `auto`, `local` and
-    anything without a port are left to Ray.
+    Ray itself keeps retrying an unreachable address for about a minute before it gives up. Anything else (`auto`,
+    `local`, other schemes, a bare IPv6 address) is left to Ray. A host name is looked up first, outside the timeout.
     """
     import socket
 
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
+    match = _ADDRESS.fullmatch(address.strip())
+    if match is None or int(match["port"]) > 65535:
         return
+    host = match["ipv6"] or match["host"]
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT).close()
+        socket.create_connection((host, int(match["port"])), timeout=REACH_TIMEOUT).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ComputeError(f"cannot reach the Ray cluster at {address}: {reason}") from None

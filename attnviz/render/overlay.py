@@ -100,4 +100,4 @@ def overlay(
     """`overlay_image` on an (H, W, 3) uint8 RGB array; returns a new uint8 RGB array."""
     if image.shape[:2] != heat.shape:
         raise ValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
-    return np.asarray(overlay_image(Image.fromarray(np.ascontiguousarray(image)), heat, colormap, alpha))
+    return np.array(overlay_image(Image.fromarray(np.ascontiguousarray(image)), heat, colormap, alpha))  # writable
