@@ -10,7 +10,8 @@ four tanh units of k are, exactly,
 
 (from tanh a + tanh b = sinh(a+b) / (cosh a cosh b)). Evaluated this way the per-cell product is E h, A rows
 instead of 4A, and nothing cancels: float32 is as exact as the float64 sum of four tanh units it replaces. On
-EfficientNet-Lite0's 1280 channels at 608 x 448 this is about 2 ms per map instead of 8 ms (one thread).
+EfficientNet-Lite0's 1280 channels at 608 x 448, one thread: 4.75 ms per map, 2.2 of them to check the form on the
+weights as they are, against 9.35 ms for the tanh units.
 """
 
 from __future__ import annotations
