@@ -43,11 +43,28 @@ class TanhPairs(nn.Module):
         return torch.cat([torch.cat([se * enc, sq * query], dim=1) for se, sq in self.SIGNS])
 
     def right_inverse(self, weight: Tensor) -> tuple[Tensor, Tensor]:
-        first = weight[: weight.shape[0] // len(self.SIGNS)]  # (A, C + D): the (+, +) block
-        enc, query = first[:, : self.enc_dim], first[:, self.enc_dim :]
-        if not torch.equal(self.forward(enc, query), weight):
+        if not sign_blocks_paired(weight, self.enc_dim):
             raise UsageError("this concat head is not in the paired-tanh form, so its projections cannot be tied")
-        return enc.clone(), query.clone()
+        first = weight[: weight.shape[0] // len(self.SIGNS)]  # (A, C + D): the (+, +) block
+        return first[:, : self.enc_dim].clone(), first[:, self.enc_dim :].clone()
+
+
+def sign_blocks_paired(weight: Tensor, enc_dim: int) -> bool:
+    """W_c (U, C + D) is exactly `TanhPairs` of its first block: four blocks of A rows with the signs of `SIGNS`."""
+    units, width = weight.shape
+    if units % len(TanhPairs.SIGNS) or units == 0:
+        return False
+    blocks = weight.reshape(4, units // 4, width)  # (4, A, C + D)
+    first = blocks[0]
+    with torch.no_grad():
+        flipped = first.neg()
+        return (
+            torch.equal(blocks[1], flipped)  # (-, -)
+            and torch.equal(blocks[2, :, :enc_dim], first[:, :enc_dim])  # (+, -)
+            and torch.equal(blocks[2, :, enc_dim:], flipped[:, enc_dim:])
+            and torch.equal(blocks[3, :, :enc_dim], flipped[:, :enc_dim])  # (-, +)
+            and torch.equal(blocks[3, :, enc_dim:], first[:, enc_dim:])
+        )
 
 
 @dataclass(frozen=True)
@@ -87,29 +104,19 @@ class PairedForm:
 def paired_form(weight: Tensor, bias: Tensor, v: Tensor, enc_dim: int) -> PairedForm | None:
     """The head's paired form, or None when W_c (U, C + D), b (U,) and v (1, U) are not in it.
 
-    Checked afresh on every call, from the values themselves (about 1 ms for Lite0's head): no cache to go stale
+    Checked afresh on every call, from the values themselves (2.2 ms for Lite0's head): no cache to go stale
     when the weights change, whatever way they are changed (`.data` edits are invisible to version counters). The
     form holds views of the parameters, so gradients flow through it as through the tanh units.
     """
-    units, width = weight.shape
-    if units % 4 or units == 0 or bias.shape != (units,) or v.numel() != units:
+    units = weight.shape[0]
+    if bias.shape != (units,) or v.numel() != units or not sign_blocks_paired(weight, enc_dim):
         return None
-    blocks = weight.reshape(4, units // 4, width)  # (4, A, C + D): the sign blocks of `TanhPairs.SIGNS`
-    first = blocks[0]
     with torch.no_grad():
-        flipped = first.neg()
-        if not (
-            torch.equal(blocks[1], flipped)  # (-, -)
-            and torch.equal(blocks[2, :, :enc_dim], first[:, :enc_dim])  # (+, -)
-            and torch.equal(blocks[2, :, enc_dim:], flipped[:, enc_dim:])
-            and torch.equal(blocks[3, :, :enc_dim], flipped[:, :enc_dim])  # (-, +)
-            and torch.equal(blocks[3, :, enc_dim:], first[:, enc_dim:])
-        ):
-            return None
         b, g = bias.reshape(4, -1), v.reshape(4, -1)  # (4, A) each
         if not all(torch.equal(b[0], b[i]) for i in (1, 2, 3)):
             return None
         if not (torch.equal(g[0], g[1]) and torch.equal(g[2], -g[0]) and torch.equal(g[3], -g[0])):
             return None
     a = units // 4
+    first = weight[:a]  # (A, C + D): the (+, +) block
     return PairedForm(enc=first[:, :enc_dim], query=first[:, enc_dim:], bias=bias[:a], gain=v.reshape(-1)[:a])
