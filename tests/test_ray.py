@@ -25,7 +25,7 @@ from PIL import Image
 from helpers import SAMPLES, SUBPROCESS_SETUP, TESTS, TINY, run
 
 ROOT = TESTS.parent
-RAY_SETTINGS = ("HOME", "PYTHONPATH", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+RAY_SETTINGS = ("HOME", "PYTHONPATH", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_local_fs_capacity_threshold")
 
 
 def _register_tiny() -> None:
@@ -58,6 +58,9 @@ def cluster() -> Iterator[None]:
         PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT), *filter(None, [saved["PYTHONPATH"]])]),
         RAY_AUTH_MODE="token",  # read when Ray is imported, so set before
         RAY_AUTH_TOKEN=secrets.token_hex(16),
+        # The raylet warns, line by line, when the disk is fuller than this (95% by default, as on CI's machine):
+        # at 1% it always does, so no test here depends on how full the disk happens to be.
+        RAY_local_fs_capacity_threshold="0.01",
     )
     ray = pytest.importorskip("ray")
     ray.init(
@@ -65,6 +68,7 @@ def cluster() -> Iterator[None]:
         _temp_dir=temp,
         include_dashboard=False,
         logging_level=logging.WARNING,
+        log_to_driver=False,  # as attnviz's own Ray: a raylet's warnings (a disk over 95% full) are not attnviz's
         runtime_env={"worker_process_setup_hook": _register_tiny},
     )
     try:
@@ -239,6 +243,40 @@ def test_a_batch_that_always_kills_its_worker_ends_the_run_in_one_line(  # type:
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), err
+
+
+@pytest.mark.ray
+def test_attnvizs_own_ray_keeps_its_logs_off_stderr_on_a_nearly_full_disk(tmp_path: Path) -> None:
+    """Without a cluster, attnviz starts a local Ray. Its raylet warns when the disk is over a threshold (95% full
+    by default, as on CI's machine; here 1%) and when a worker dies; none of that reaches the user, whose stderr
+    holds the failed run's one line."""
+    photos = _photos(tmp_path / "photos", 2)
+    code = SUBPROCESS_SETUP + (
+        "import os\n"
+        "from attnviz.cli.process import ray_token\n"
+        "ray_token()\n"  # what the CLI does before Ray is imported, as the next line imports it
+        "from attnviz.ray import engine\n"
+        "class AlwaysDying:\n"
+        "    def __init__(self, **settings): pass\n"
+        "    def __call__(self, batch): os._exit(1)\n"
+        "engine.ExplainBatches = AlwaysDying\n"  # defined in __main__: Ray ships it to the workers by value
+        "engine.RETRIES = {'max_restarts': 1, 'max_task_retries': 1}\n"
+        "from attnviz.cli import main\n"
+        f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1']))\n"
+    )
+    (tmp_path / "home").mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+        "HOME": str(tmp_path / "home"),
+        "RAY_local_fs_capacity_threshold": "0.01",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), done.stderr
+    assert not (tmp_path / "maps").exists() or not any((tmp_path / "maps").iterdir())
 
 
 @pytest.mark.ray
