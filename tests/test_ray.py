@@ -245,13 +245,33 @@ def test_a_batch_that_always_kills_its_worker_ends_the_run_in_one_line(  # type:
     assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), err
 
 
+def _attnvizs_own_ray(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -c code` with no Ray settings but `env`'s, HOME and Ray's temporary root (RAY_TMPDIR, short for Ray's
+    socket paths) in folders of the test's own: the local Ray that attnviz starts there is attnviz's alone."""
+    (tmp_path / "home").mkdir()
+    ray_tmp = tempfile.mkdtemp(prefix="avr-")
+    settings = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    settings.update(HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_tmp, **env)
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", SUBPROCESS_SETUP + code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=settings,
+            timeout=300,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 @pytest.mark.ray
 def test_attnvizs_own_ray_keeps_its_logs_off_stderr_on_a_nearly_full_disk(tmp_path: Path) -> None:
-    """Without a cluster, attnviz starts a local Ray. Its raylet warns when the disk is over a threshold (95% full
-    by default, as on CI's machine; here 1%) and when a worker dies; none of that reaches the user, whose stderr
-    holds the failed run's one line."""
+    """Without --ray-address, attnviz starts a local Ray. Its raylet warns when the disk is over a threshold (95%
+    full by default, as on CI's machine; here 1%) and when a worker dies; none of that reaches the user, whose
+    stderr holds the failed run's one line."""
     photos = _photos(tmp_path / "photos", 2)
-    code = SUBPROCESS_SETUP + (
+    code = (
         "import os\n"
         "from attnviz.cli.process import ray_token\n"
         "ray_token()\n"  # what the CLI does before Ray is imported, as the next line imports it
@@ -264,19 +284,36 @@ def test_attnvizs_own_ray_keeps_its_logs_off_stderr_on_a_nearly_full_disk(tmp_pa
         "from attnviz.cli import main\n"
         f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1']))\n"
     )
-    (tmp_path / "home").mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
-        "HOME": str(tmp_path / "home"),
-        "RAY_local_fs_capacity_threshold": "0.01",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
-    )
+    done = _attnvizs_own_ray(tmp_path, code, RAY_local_fs_capacity_threshold="0.01")
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), done.stderr
     assert not (tmp_path / "maps").exists() or not any((tmp_path / "maps").iterdir())
+
+
+@pytest.mark.ray
+def test_without_ray_address_attnviz_starts_its_own_ray_whatever_else_is_about(tmp_path: Path) -> None:
+    """A cluster that `ray start` began on this machine (its address in Ray's `ray_current_cluster` file) and
+    RAY_ADDRESS are both what a bare `ray.init()` would join, and then refuse: "When connecting to an existing
+    cluster, num_cpus ... must not be provided". Without --ray-address the run is on a Ray of its own, as --help
+    says; here, the real default encoder on two photos."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(SAMPLES / name, photos / name)
+    code = (
+        "from attnviz.cli import main\n"
+        f"sys.exit(main(['run', {str(photos)!r}, '-o', 'maps', '--engine', 'ray', '--workers=1', '--quiet']))\n"
+    )
+    stray = "127.0.0.1:1"  # nothing listens there
+    done = _attnvizs_own_ray(
+        tmp_path,
+        f"import os, pathlib\nfile = pathlib.Path(os.environ['RAY_TMPDIR'], 'ray', 'ray_current_cluster')\nfile.parent.mkdir(); file.write_text({stray!r})\n"
+        + code,
+        RAY_ADDRESS=stray,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _outputs(tmp_path / "maps") == {"chelsea.attn-concat.png", "coffee.attn-concat.png"}
 
 
 @pytest.mark.ray

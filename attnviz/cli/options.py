@@ -185,8 +185,9 @@ RayAddressOption = Annotated[
     typer.Option(
         "--ray-address",
         metavar="ADDR",
-        help="With --engine ray: an existing cluster, as ray.init takes it (auto, HOST:6379), instead of a local Ray; "
-        "its workers must see the same paths.",
+        help="With --engine ray: an existing cluster, as ray.init takes it (HOST:6379, or auto for the one `ray start` "
+        "began here), instead of a Ray started for the run; its workers must see the same paths. RAY_ADDRESS is "
+        "not read.",
     ),
 ]
 BackendOption = Annotated[

@@ -121,8 +121,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     try:
         with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _discarded_stderr():
             quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-            if address is None:
-                ray.init(num_cpus=cpu_count(), include_dashboard=False, **quiet)
+            if address is None:  # "local": never the cluster RAY_ADDRESS or a `ray start` here names
+                ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, **quiet)
             else:
                 ray.init(address=address, **quiet)
     except Exception as exc:
