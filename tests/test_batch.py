@@ -126,6 +126,29 @@ def test_skip_existing_resumes_and_fail_fast_stops(capsysbinary, tree: Path, tmp
     assert not (tmp_path / "ff" / "zzzz.attn-concat.png").exists()
 
 
+def test_skip_existing_with_topk_skips_only_an_input_with_every_map(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`-k 2` writes two maps per input: one of them missing is not "done", and is said, not silently skipped."""
+    out = tmp_path / "out"
+    code, _, err = run(capsysbinary, "run", tree / "a", *TINY, "-k", "2", "-o", out)
+    assert code == 0, err
+    (out / "cat.attn-concat.top1.png").unlink()
+    code, _, err = run(capsysbinary, "run", tree / "a", *TINY, "-k", "2", "-o", out, "--skip-existing")
+    assert code == 1 and err.strip().endswith("0 written, 0 skipped, 1 failed"), err
+    assert "cat.attn-concat.top2.png" in err and "--overwrite" in err
+
+
+def test_ctrl_c_before_the_run_starts_is_said(capsysbinary, small_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Typer turns a KeyboardInterrupt into a silent exit 130: one raised while the model loads is said too."""
+    from attnviz.cli import run as run_command
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_command, "own_pixel_limit", interrupted)
+    code, stdout, err = run(capsysbinary, "run", small_png, *TINY)
+    assert (code, stdout, err.strip()) == (130, b"", "attnviz: interrupted")
+
+
 def test_two_folders_with_the_same_names_collide_loudly(capsysbinary, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run(capsysbinary, "run", tree / "a", tree / "b", *TINY, "-o", tmp_path / "o")
     assert code == 1 and "is also the output of" in err

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from helpers import SAMPLES, SUBPROCESS_SETUP, TESTS, TINY, run
@@ -245,13 +247,19 @@ def test_a_batch_that_always_kills_its_worker_ends_the_run_in_one_line(  # type:
     assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), err
 
 
-def _attnvizs_own_ray(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -c code` with no Ray settings but `env`'s, HOME and Ray's temporary root (RAY_TMPDIR, short for Ray's
-    socket paths) in folders of the test's own: the local Ray that attnviz starts there is attnviz's alone."""
+def _own_ray_environment(tmp_path: Path, ray_tmp: str, **env: str) -> dict[str, str]:
+    """No Ray settings but `env`'s; HOME and Ray's temporary root (RAY_TMPDIR, short for Ray's socket paths) in
+    folders of the test's own: the local Ray that attnviz starts there is attnviz's alone."""
     (tmp_path / "home").mkdir()
-    ray_tmp = tempfile.mkdtemp(prefix="avr-")
     settings = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     settings.update(HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_tmp, **env)
+    return settings
+
+
+def _attnvizs_own_ray(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -c code` in `_own_ray_environment`."""
+    ray_tmp = tempfile.mkdtemp(prefix="avr-")
+    settings = _own_ray_environment(tmp_path, ray_tmp, **env)
     try:
         return subprocess.run(
             [sys.executable, "-c", SUBPROCESS_SETUP + code],
@@ -282,13 +290,85 @@ def test_attnvizs_own_ray_keeps_its_logs_off_stderr_on_a_nearly_full_disk(tmp_pa
         "engine.ExplainBatches = AlwaysDying\n"  # defined in __main__: Ray ships it to the workers by value
         "engine.RETRIES = {'max_restarts': 1, 'max_task_retries': 1}\n"
         "from attnviz.cli import main\n"
-        f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1']))\n"
+        f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1', '--json']))\n"
     )
     done = _attnvizs_own_ray(tmp_path, code, RAY_local_fs_capacity_threshold="0.01")
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("attnviz: error: the Ray job failed: "), done.stderr
+    assert done.stdout == ""  # Ray's driver prints its workers' errors on stdout, in the JSON lines' way
     assert not (tmp_path / "maps").exists() or not any((tmp_path / "maps").iterdir())
+
+
+def _program(pid: int) -> str:
+    return Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """From /proc: bit SIGINT - 1 of the process's mask of ignored signals."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    return False
+
+
+@pytest.mark.ray
+def test_ctrl_c_stops_the_driver_which_shuts_its_ray_down(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: attnviz and the Ray it started. Ray's processes are
+    started ignoring it, so the driver alone stops, says so with the summary, exits 130 and shuts its Ray down."""
+    photos = _photos(tmp_path / "photos", 3)
+    started, hit = tmp_path / "started", tmp_path / "the actor got SIGINT"
+    code = SUBPROCESS_SETUP + (
+        "import os, time\n"
+        "from attnviz.cli.process import ray_token\n"
+        "ray_token()\n"
+        "from attnviz.ray import engine\n"
+        "class Stuck:\n"
+        "    def __init__(self, **settings): pass\n"
+        "    def __call__(self, batch):\n"
+        f"        open({str(started)!r}, 'w').close()\n"
+        "        try: time.sleep(120)\n"
+        f"        except KeyboardInterrupt: open({str(hit)!r}, 'w').close(); raise\n"
+        "engine.ExplainBatches = Stuck\n"
+        "from attnviz.cli import main\n"
+        f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1', '--json']))\n"
+    )
+    ray_tmp = tempfile.mkdtemp(prefix="avr-")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=_own_ray_environment(tmp_path, ray_tmp),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a process group of its own, as a terminal's foreground job has
+        )
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), proc.communicate(timeout=60)
+        # the raylet and the GCS: the raylet's death would end the driver at once, in exit 1 with nothing said
+        core = [pid for pid in _ray_processes(ray_tmp) if _program(pid) in ("raylet", "gcs_server")]
+        assert len(core) == 2 and all(_ignores_sigint(pid) for pid in core)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert stderr.strip().splitlines() == [
+            "attnviz: error: interrupted; every file written so far is complete (--skip-existing resumes: actors "
+            "may have finished more than is reported)",
+            "attnviz: 0 written, 0 skipped, 0 failed",
+        ]
+        assert stdout == ""
+        assert not hit.exists()
+        deadline = time.monotonic() + 60
+        while _ray_processes(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _ray_processes(ray_tmp), "Ray processes were left running"
+    finally:
+        for pid in _ray_processes(ray_tmp):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.mark.ray
@@ -450,7 +530,7 @@ def test_an_unreachable_cluster_is_one_line_without_waiting_for_ray(monkeypatch:
     ray = pytest.importorskip("ray")
 
     from attnviz.errors import ComputeError
-    from attnviz.ray.engine import check_reachable, ray_session
+    from attnviz.ray.session import check_reachable, ray_session
 
     with socket.socket() as closed:  # a port that was free a moment ago: nothing listens there
         closed.bind(("127.0.0.1", 0))
@@ -472,7 +552,7 @@ def test_only_host_and_port_addresses_are_tried_before_ray(monkeypatch: pytest.M
     import socket
 
     from attnviz.errors import ComputeError
-    from attnviz.ray.engine import check_reachable
+    from attnviz.ray.session import check_reachable
 
     tried: list[tuple[str, int]] = []
 
@@ -492,3 +572,65 @@ def test_only_host_and_port_addresses_are_tried_before_ray(monkeypatch: pytest.M
         with pytest.raises(ComputeError, match="cannot reach the Ray cluster at"):
             check_reachable(address)
         assert tried.pop() == target
+
+
+def test_what_is_no_cluster_address_is_a_usage_error_before_anything_starts(
+    capsysbinary: pytest.CaptureFixture[bytes], small_png: Path
+) -> None:
+    """Ray answers some of these with advice about RAY_ADDRESS and retries others (a port over 65535) without end."""
+    from attnviz.errors import UsageError
+    from attnviz.ray.session import check_address
+
+    for address in ("auto", "AUTO", "local", "ray://head", "head:6379", " ray://10.0.0.1:10001 ", "[::1]:6379"):
+        check_address(address)
+    for address, message in (
+        ("", "is not a Ray cluster's address; give HOST:PORT"),
+        ("nonsense", "is not a Ray cluster's address"),
+        ("::1", "is not a Ray cluster's address"),
+        ("http://127.0.0.1:8265", "an http:// address is the dashboard's"),
+        ("127.0.0.1:99999", "port 99999 is not between 1 and 65535"),
+        ("head:0", "port 0 is not between 1 and 65535"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            check_address(address)
+    started = time.monotonic()
+    code, stdout, err = run(
+        capsysbinary, "run", small_png, *TINY, "--engine", "ray", "--ray-address", "127.0.0.1:99999"
+    )
+    assert (code, stdout) == (2, b"") and time.monotonic() - started < 20
+    assert err.strip().splitlines() == [
+        "attnviz: error: --ray-address '127.0.0.1:99999': port 99999 is not between 1 and 65535"
+    ]
+
+
+def test_auto_without_a_cluster_says_so_in_attnvizs_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray")
+
+    from attnviz.errors import ComputeError
+    from attnviz.ray.session import ray_session
+
+    def nothing_found(**_: object) -> None:
+        raise ConnectionError("Could not find any running Ray instance. Please specify ... RAY_ADDRESS ...")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", nothing_found)
+    message = r"^--ray-address auto found no Ray cluster on this machine \(start one"
+    with pytest.raises(ComputeError, match=message), ray_session("auto"):
+        pass
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the device")
+def test_a_device_this_machine_lacks_is_a_usage_error_before_ray_starts(
+    capsysbinary: pytest.CaptureFixture[bytes], small_png: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --ray-address the workers run here: the local engine's one line and exit 2, not a failed job whose
+    actors retry three times."""
+    from attnviz.ray import engine
+
+    def no_cluster(address: str | None) -> None:
+        pytest.fail("a cluster was started")
+
+    monkeypatch.setattr(engine, "ray_session", no_cluster)
+    code, stdout, err = run(capsysbinary, "run", small_png, *TINY, "--engine", "ray", "--device", "cuda")
+    assert (code, stdout) == (2, b"")
+    assert err.strip().splitlines() == ["attnviz: error: --device cuda: no CUDA device is available"]

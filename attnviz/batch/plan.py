@@ -118,7 +118,7 @@ class OutputPlan:
         self.claimed[item.output] = job.input
         item.outputs = [tagged(item.output, tag) for tag in self.map_tags]
         item.output = item.outputs[0]
-        if self.options.skip_existing and item.outputs[-1].exists():  # the last written means all are done
+        if self.options.skip_existing and all(output.exists() for output in item.outputs):  # -k: every map
             item.skipped = True
             item.record = {"input": job.input, "output": str(item.output), "skipped": True}
             return item

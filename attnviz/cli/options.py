@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Annotated
 
 import typer
@@ -25,7 +26,17 @@ from attnviz.options import (
 
 
 class Command(TyperCommand):
-    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give."""
+    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give; and Ctrl-C
+    said in one line."""
+
+    def invoke(self, ctx: click_core.Context) -> object:
+        """Typer turns Ctrl-C into a silent exit 130; a run interrupted before its own handler (while a model loads,
+        while Ray starts) says so too."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            print("attnviz: interrupted", file=sys.stderr)
+            raise
 
     def get_help(self, ctx: click_core.Context) -> str:
         text = re.sub(r" <(?:list\[str\]|str)>", lambda m: " " * len(m.group(0)), super().get_help(ctx))

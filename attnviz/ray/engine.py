@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Generator, Iterator
@@ -20,10 +19,12 @@ from typing import Any, BinaryIO, TextIO
 from attnviz.batch.options import STDOUT, RunOptions
 from attnviz.batch.plan import Item
 from attnviz.batch.progress import Progress
-from attnviz.batch.runner import Runner, cpu_count
+from attnviz.batch.runner import Runner
 from attnviz.errors import ComputeError, UsageError
+from attnviz.models.devices import pick_device
 from attnviz.ray.batches import ExplainBatches
 from attnviz.ray.records import json_record
+from attnviz.ray.session import check_address, last_line, ray_session
 
 #: What each actor asks of Ray. Half a CPU: with whole CPUs, N actors on N cores leave Ray's read and input tasks
 #: none, and the job hangs (measured with Ray 2.60 on 2 cores).
@@ -42,96 +43,6 @@ def check_ray_options(options: RunOptions) -> None:
         raise UsageError("-o - (image to stdout) needs --engine local")
     if options.fail_fast:
         raise UsageError("--fail-fast needs --engine local (Ray's actors keep explaining after a failure)")
-
-
-@contextmanager
-def _scoped_environment(values: dict[str, str]) -> Iterator[None]:
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
-def _discarded_stderr() -> Iterator[None]:
-    """File descriptor 2 goes nowhere for the block: Ray's C++ core writes to it directly."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as nowhere:
-        os.dup2(nowhere.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-#: Seconds to wait for a named cluster's port before saying it cannot be reached (Ray's own wait is a minute).
-REACH_TIMEOUT = 5.0
-
-
-#: `host:port` or `[IPv6]:port`, optionally after `ray://`: the addresses whose port can be tried before Ray is.
-_ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\s\[\]]+)):(?P<port>\d{1,5})", re.I)
-
-
-def check_reachable(address: str) -> None:
-    """A `host:port` or `ray://host:port` address must accept a connection within `REACH_TIMEOUT`, else one line.
-
-    Ray itself keeps retrying an unreachable address for about a minute before it gives up. Anything else (`auto`,
-    `local`, other schemes, a bare IPv6 address) is left to Ray. A host name is looked up first, outside the timeout.
-    """
-    import socket
-
-    match = _ADDRESS.fullmatch(address.strip())
-    if match is None or int(match["port"]) > 65535:
-        return
-    host = match["ipv6"] or match["host"]
-    try:
-        socket.create_connection((host, int(match["port"])), timeout=REACH_TIMEOUT).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ComputeError(f"cannot reach the Ray cluster at {address}: {reason}") from None
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(exc).__name__
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """A cluster for the run: the caller's when Ray is already initialised, `address`'s, or a local one started
-    for the run and shut down after it."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    if address is not None:
-        check_reachable(address)
-    # Ray's C++ core logs to the process's stderr: at start it announces its log level and retries a connection
-    # line by line, later it warns about actor arguments on every run. Its errors reach us as exceptions, so only
-    # fatal ones are printed, nothing during ray.init, and a failure to start or connect is one line.
-    try:
-        with _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}), _discarded_stderr():
-            quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-            if address is None:  # "local": never the cluster RAY_ADDRESS or a `ray start` here names
-                ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, **quiet)
-            else:
-                ray.init(address=address, **quiet)
-    except Exception as exc:
-        where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
-        raise ComputeError(f"cannot {where}: {_last_line(exc)}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @contextmanager
@@ -189,7 +100,7 @@ def _next(results: Iterator[dict[str, Any]]) -> dict[str, Any]:
     try:
         return next(results)
     except Exception as exc:
-        raise ComputeError(f"the Ray job failed: {_last_line(exc)}") from None
+        raise ComputeError(f"the Ray job failed: {last_line(exc)}") from None
 
 
 def run(
@@ -202,6 +113,10 @@ def run(
 ) -> int:
     """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
     check_ray_options(options)
+    if address is not None:
+        check_address(address)
+    else:  # the workers are on this machine: a device it lacks is a usage error here, not a failed actor there
+        pick_device(options.device)
     stderr = stderr or sys.stderr
     # the driver plans and validates with the local engine's own code; its model never sees an image
     runner = Runner(replace(options, device="cpu"), stdout or sys.stdout.buffer, stderr)
@@ -209,18 +124,27 @@ def run(
     items = [runner.outputs.admit(job, single, seq) for seq, job in enumerate(jobs)]
     work = [item for item in items if item.error is None and not item.skipped]
     progress = Progress(stderr, len(items), enabled=stderr.isatty() and not options.quiet and not single)
-    with _data_context(), ray_session(address) if work else nullcontext():  # all skipped: no cluster to start
-        results = records(work, options, options.workers)
-        with closing(results):  # before Ray shuts down: an open iterator would report to a cluster that is gone
-            for item in items:
-                if item.error is None and not item.skipped:
-                    record = json_record(_next(results))
-                    if "error" in record:
-                        item.error = str(record["error"])
-                    else:
-                        item.record = record
-                runner.writer.emit(item, progress)
+    interrupted = False
+    try:
+        with _data_context(), ray_session(address) if work else nullcontext():  # all skipped: no cluster to start
+            results = records(work, options, options.workers)
+            with closing(results):  # before Ray shuts down: an open iterator would report to a cluster that is gone
+                for item in items:
+                    if item.error is None and not item.skipped:
+                        record = json_record(_next(results))
+                        if "error" in record:
+                            item.error = str(record["error"])
+                        else:
+                            item.record = record
+                    runner.writer.emit(item, progress)
+    except KeyboardInterrupt:
+        interrupted = True
     progress.clear()
+    if interrupted:  # actors may have finished more files than reached us: complete ones, which a rerun skips
+        runner.writer.message(
+            "interrupted; every file written so far is complete (--skip-existing resumes: actors may have finished "
+            "more than is reported)"
+        )
     if not single and not options.quiet:
         stderr.write(runner.writer.summary.line() + "\n")
-    return 1 if runner.writer.summary.failed else 0
+    return 130 if interrupted else 1 if runner.writer.summary.failed else 0
