@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,19 @@ def small_png(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(path)
     return path
+
+
+@pytest.fixture
+def ctrl_c_reaches_python() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test, and for its child processes.
+
+    A shell starts a background job (`make test &`) with SIGINT ignored, and attnviz rightly leaves an ignored
+    SIGINT ignored; these tests are about what Ctrl-C does, so they put the handler an interactive run has.
+    """
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # children start with SIGINT at default
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

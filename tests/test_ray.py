@@ -301,18 +301,26 @@ def test_attnvizs_own_ray_keeps_its_logs_off_stderr_on_a_nearly_full_disk(tmp_pa
 
 
 def _program(pid: int) -> str:
-    return Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    try:
+        return Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    except OSError:  # it has just exited
+        return ""
 
 
 def _ignores_sigint(pid: int) -> bool:
     """From /proc: bit SIGINT - 1 of the process's mask of ignored signals."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
         if line.startswith("SigIgn:"):
             return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
     return False
 
 
 @pytest.mark.ray
+@pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_ctrl_c_stops_the_driver_which_shuts_its_ray_down(tmp_path: Path) -> None:
     """Ctrl-C in a terminal signals the whole process group: attnviz and the Ray it started. Ray's processes are
     started ignoring it, so the driver alone stops, says so with the summary, exits 130 and shuts its Ray down."""
@@ -334,16 +342,16 @@ def test_ctrl_c_stops_the_driver_which_shuts_its_ray_down(tmp_path: Path) -> Non
         f"sys.exit(main(['run', {str(photos)!r}, *{TINY!r}, '-o', 'maps', '--engine', 'ray', '--workers=1', '--json']))\n"
     )
     ray_tmp = tempfile.mkdtemp(prefix="avr-")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_own_ray_environment(tmp_path, ray_tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job has
+    )
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=_own_ray_environment(tmp_path, ray_tmp),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a process group of its own, as a terminal's foreground job has
-        )
         deadline = time.monotonic() + 120
         while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -366,13 +374,17 @@ def test_ctrl_c_stops_the_driver_which_shuts_its_ray_down(tmp_path: Path) -> Non
             time.sleep(0.5)
         assert not _ray_processes(ray_tmp), "Ray processes were left running"
     finally:
+        if proc.poll() is None:  # the driver, and whatever of its Ray is in its process group
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
         for pid in _ray_processes(ray_tmp):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.mark.ray
-def test_without_ray_address_attnviz_starts_its_own_ray_whatever_else_is_about(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stray", ["ray start's file", "RAY_ADDRESS"])
+def test_without_ray_address_attnviz_starts_its_own_ray_whatever_else_is_about(tmp_path: Path, stray: str) -> None:
     """A cluster that `ray start` began on this machine (its address in Ray's `ray_current_cluster` file) and
     RAY_ADDRESS are both what a bare `ray.init()` would join, and then refuse: "When connecting to an existing
     cluster, num_cpus ... must not be provided". Without --ray-address the run is on a Ray of its own, as --help
@@ -385,13 +397,16 @@ def test_without_ray_address_attnviz_starts_its_own_ray_whatever_else_is_about(t
         "from attnviz.cli import main\n"
         f"sys.exit(main(['run', {str(photos)!r}, '-o', 'maps', '--engine', 'ray', '--workers=1', '--quiet']))\n"
     )
-    stray = "127.0.0.1:1"  # nothing listens there
-    done = _attnvizs_own_ray(
-        tmp_path,
-        f"import os, pathlib\nfile = pathlib.Path(os.environ['RAY_TMPDIR'], 'ray', 'ray_current_cluster')\nfile.parent.mkdir(); file.write_text({stray!r})\n"
-        + code,
-        RAY_ADDRESS=stray,
-    )
+    nowhere = "127.0.0.1:1"  # nothing listens there
+    if stray == "RAY_ADDRESS":
+        done = _attnvizs_own_ray(tmp_path, code, RAY_ADDRESS=nowhere)
+    else:
+        plant = (
+            "import os, pathlib\n"
+            "file = pathlib.Path(os.environ['RAY_TMPDIR'], 'ray', 'ray_current_cluster')\n"
+            f"file.parent.mkdir(); file.write_text({nowhere!r})\n"
+        )
+        done = _attnvizs_own_ray(tmp_path, plant + code)
     assert done.returncode == 0, done.stderr
     assert _outputs(tmp_path / "maps") == {"chelsea.attn-concat.png", "coffee.attn-concat.png"}
 
@@ -577,19 +592,30 @@ def test_only_host_and_port_addresses_are_tried_before_ray(monkeypatch: pytest.M
 def test_what_is_no_cluster_address_is_a_usage_error_before_anything_starts(
     capsysbinary: pytest.CaptureFixture[bytes], small_png: Path
 ) -> None:
-    """Ray answers some of these with advice about RAY_ADDRESS and retries others (a port over 65535) without end."""
+    """Ray answers some of these with advice about RAY_ADDRESS and retries others (a port over 65535) without end;
+    what passes is handed to Ray as Ray reads it (it takes neither `AUTO` nor a space)."""
+    pytest.importorskip("ray.data")
     from attnviz.errors import UsageError
     from attnviz.ray.session import check_address
 
-    for address in ("auto", "AUTO", "local", "ray://head", "head:6379", " ray://10.0.0.1:10001 ", "[::1]:6379"):
-        check_address(address)
+    for address, canonical in (
+        (" AUTO ", "auto"),
+        ("ray://head", "ray://head"),
+        ("RAY://h:10001", "ray://h:10001"),
+        ("ray://[::1]", "ray://[::1]"),
+        ("head-1.example.org:6379 ", "head-1.example.org:6379"),
+        ("[::1]:6379", "[::1]:6379"),
+        ("anyscale://cluster", "anyscale://cluster"),  # a client scheme of Ray's: Ray's to judge
+    ):
+        assert check_address(address) == canonical
     for address, message in (
         ("", "is not a Ray cluster's address; give HOST:PORT"),
         ("nonsense", "is not a Ray cluster's address"),
         ("::1", "is not a Ray cluster's address"),
-        ("http://127.0.0.1:8265", "an http:// address is the dashboard's"),
+        ("http://127.0.0.1:8265", "is the dashboard's address, for job submission"),
         ("127.0.0.1:99999", "port 99999 is not between 1 and 65535"),
-        ("head:0", "port 0 is not between 1 and 65535"),
+        ("ray://head:0", "port 0 is not between 1 and 65535"),
+        ("local", "leave --ray-address out for a Ray started for the run"),
     ):
         with pytest.raises(UsageError, match=re.escape(message)):
             check_address(address)
@@ -604,19 +630,32 @@ def test_what_is_no_cluster_address_is_a_usage_error_before_anything_starts(
 
 
 def test_auto_without_a_cluster_says_so_in_attnvizs_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """And the session leaves the process as it found it, on the failure path too: Ray's printer, the SIGINT
+    handler and the environment (RAY_ADDRESS, which `auto` would read, is hidden from ray.init only)."""
     ray = pytest.importorskip("ray")
+    from ray._private import worker
 
     from attnviz.errors import ComputeError
     from attnviz.ray.session import ray_session
 
-    def nothing_found(**_: object) -> None:
+    seen: dict[str, object] = {}
+
+    def nothing_found(**kwargs: object) -> None:
+        seen.update(address=kwargs.get("address"), env=os.environ.get("RAY_ADDRESS"))
         raise ConnectionError("Could not find any running Ray instance. Please specify ... RAY_ADDRESS ...")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", nothing_found)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    monkeypatch.delenv("RAY_BACKEND_LOG_LEVEL", raising=False)
+    printer, handler = worker.print_to_stdstream, signal.getsignal(signal.SIGINT)
     message = r"^--ray-address auto found no Ray cluster on this machine \(start one"
-    with pytest.raises(ComputeError, match=message), ray_session("auto"):
+    with pytest.raises(ComputeError, match=message), ray_session(" Auto "):
         pass
+    assert seen == {"address": "auto", "env": None}
+    assert (worker.print_to_stdstream, signal.getsignal(signal.SIGINT)) == (printer, handler)
+    assert os.environ["RAY_ADDRESS"] == "127.0.0.1:1" and "RAY_BACKEND_LOG_LEVEL" not in os.environ
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the device")
@@ -625,12 +664,15 @@ def test_a_device_this_machine_lacks_is_a_usage_error_before_ray_starts(
 ) -> None:
     """Without --ray-address the workers run here: the local engine's one line and exit 2, not a failed job whose
     actors retry three times."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     from attnviz.ray import engine
 
     def no_cluster(address: str | None) -> None:
         pytest.fail("a cluster was started")
 
     monkeypatch.setattr(engine, "ray_session", no_cluster)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the shared test cluster may be up: not a caller's
     code, stdout, err = run(capsysbinary, "run", small_png, *TINY, "--engine", "ray", "--device", "cuda")
     assert (code, stdout) == (2, b"")
     assert err.strip().splitlines() == ["attnviz: error: --device cuda: no CUDA device is available"]

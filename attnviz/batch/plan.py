@@ -34,6 +34,7 @@ class Item:
     files: list[tuple[Path, bytes | np.ndarray]] = field(default_factory=list, repr=False)  # written on emission
     error: str | None = None
     skipped: bool = False
+    redo: bool = False  # --skip-existing, and only some of its maps exist (a run stopped mid-input): replace them
     tensor: torch.Tensor | None = field(default=None, repr=False)  # (3, h, w) for the map
     small: torch.Tensor | None = field(default=None, repr=False)  # (3, h', w') for the classes, when two passes
 
@@ -118,13 +119,16 @@ class OutputPlan:
         self.claimed[item.output] = job.input
         item.outputs = [tagged(item.output, tag) for tag in self.map_tags]
         item.output = item.outputs[0]
-        if self.options.skip_existing and all(output.exists() for output in item.outputs):  # -k: every map
-            item.skipped = True
-            item.record = {"input": job.input, "output": str(item.output), "skipped": True}
-            return item
+        if self.options.skip_existing:
+            present = [output.exists() for output in item.outputs]
+            if all(present):  # with -k, every map
+                item.skipped = True
+                item.record = {"input": job.input, "output": str(item.output), "skipped": True}
+                return item
+            item.redo = any(present)
         try:
             for output in item.outputs:
-                check_target(output, inputs=(job.input,), overwrite=self.options.overwrite)
+                check_target(output, inputs=(job.input,), overwrite=self.options.overwrite or item.redo)
         except OutputError as exc:
             self.fail(item, str(exc))
         return item

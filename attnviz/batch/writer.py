@@ -59,9 +59,9 @@ class Writer:
         try:
             for path, content in item.files:
                 if isinstance(content, np.ndarray):
-                    write_npy(path, content, overwrite=self.options.overwrite)
+                    write_npy(path, content, overwrite=self.options.overwrite or item.redo)
                 else:
-                    write_bytes(path, content, overwrite=self.options.overwrite)
+                    write_bytes(path, content, overwrite=self.options.overwrite or item.redo)
         except OutputError as exc:
             self.fail(item, str(exc))
         finally:
@@ -111,6 +111,8 @@ class Writer:
             self.stdout.flush()
         elif self.options.json and item.record is not None:
             self.write_json(item.record)
+        elif item.record is not None and not self.options.quiet and progress.total == 1 and item.skipped:
+            self.stderr.write(f"skipped {item.record['output']}: it exists (--skip-existing)\n")
         elif item.record is not None and not self.options.quiet and progress.total == 1:
             maps = item.record.get("maps", [item.record])
             for entry in maps if isinstance(maps, list) else []:

@@ -30,8 +30,8 @@ class Command(TyperCommand):
     said in one line."""
 
     def invoke(self, ctx: click_core.Context) -> object:
-        """Typer turns Ctrl-C into a silent exit 130; a run interrupted before its own handler (while a model loads,
-        while Ray starts) says so too."""
+        """Typer turns Ctrl-C into a silent exit 130; a run interrupted before its own handler (while a model
+        loads, say) says so too."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -196,9 +196,9 @@ RayAddressOption = Annotated[
     typer.Option(
         "--ray-address",
         metavar="ADDR",
-        help="With --engine ray: an existing cluster, as ray.init takes it (HOST:6379, or auto for the one `ray start` "
-        "began here), instead of a Ray started for the run; its workers must see the same paths. RAY_ADDRESS is "
-        "not read.",
+        help="With --engine ray: an existing cluster, HOST:6379 (its GCS port), ray://HOST[:PORT], or auto (the one "
+        "running on this machine, as `ray start` began it), instead of a Ray started for the run; its workers must see "
+        "the same paths. RAY_ADDRESS is not read.",
     ),
 ]
 BackendOption = Annotated[

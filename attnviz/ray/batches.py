@@ -121,7 +121,7 @@ class ExplainBatches:
             outputs = [Path(str(p)) for p in planned[i]] if planned is not None else self.plan(name)
             item = Item(Job(name, PurePath(name)), outputs[0], outputs=outputs, seq=self.seq)
             self.seq += 1
-            if self.runner.options.skip_existing and outputs[-1].exists():  # the last written: all are done
+            if self.runner.options.skip_existing and all(p.exists() for p in outputs):  # with -k, every map
                 item.skipped = True
                 item.record = {"input": name, "output": str(outputs[0]), "skipped": True}
             else:

@@ -113,9 +113,11 @@ def run(
 ) -> int:
     """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
     check_ray_options(options)
+    import ray
+
     if address is not None:
-        check_address(address)
-    else:  # the workers are on this machine: a device it lacks is a usage error here, not a failed actor there
+        address = check_address(address)
+    elif not ray.is_initialized():  # a Ray started here: a device this machine lacks is a usage error, not actors'
         pick_device(options.device)
     stderr = stderr or sys.stderr
     # the driver plans and validates with the local engine's own code; its model never sees an image

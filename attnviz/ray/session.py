@@ -19,24 +19,36 @@ REACH_TIMEOUT = 5.0
 
 #: `host:port` or `[IPv6]:port`, optionally after `ray://`: the addresses whose port can be tried before Ray is.
 _ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/\s\[\]]+)):(?P<port>\d{1,5})", re.I)
-#: `ray://host` without a port: Ray Client's default port (10001), left to Ray.
-_CLIENT_HOST = re.compile(r"ray://[^:/\s\[\]]+", re.I)
+#: `scheme://...`: `ray://host` (Ray Client's default port, 10001) and Ray's `module://` client schemes.
+_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>\S+)")
 #: What --ray-address takes, as the error for anything else says it.
 ADDRESS_FORMS = "HOST:PORT (the head's GCS port, 6379 unless changed), ray://HOST[:PORT], or auto"
 
 
-def check_address(address: str) -> None:
-    """A usage error, at once, for what is no cluster address: Ray would reject some of these with advice about
-    RAY_ADDRESS (which attnviz does not read) and retry others (a port over 65535) without end."""
+def check_address(address: str) -> str:
+    """The address as Ray takes it (stripped, `auto` and the scheme in lower case), or a usage error at once for
+    what is no cluster address: Ray would answer some with advice about RAY_ADDRESS (which attnviz does not read)
+    and retry others (a port over 65535) without end. `local` is refused: leaving the option out is that."""
     text = address.strip()
-    if text.lower() in ("auto", "local") or _CLIENT_HOST.fullmatch(text):
-        return
+    if text.lower() == "auto":
+        return "auto"
+    if text.lower() == "local":
+        raise UsageError("--ray-address local: leave --ray-address out for a Ray started for the run")
+    scheme = _SCHEME.fullmatch(text)
+    if scheme is not None:
+        if scheme["scheme"].lower() in ("http", "https"):
+            raise UsageError(
+                f"--ray-address {address!r} is the dashboard's address, for job submission; give {ADDRESS_FORMS}"
+            )
+        text = f"{scheme['scheme'].lower()}://{scheme['rest']}"
+        if scheme["scheme"].lower() != "ray" or _ADDRESS.fullmatch(text) is None:
+            return text  # ray://HOST without a port, or another client scheme: Ray's to judge
     match = _ADDRESS.fullmatch(text)
     if match is None:
-        hint = " (an http:// address is the dashboard's, for job submission)" if "://" in text else ""
-        raise UsageError(f"--ray-address {address!r} is not a Ray cluster's address{hint}; give {ADDRESS_FORMS}")
+        raise UsageError(f"--ray-address {address!r} is not a Ray cluster's address; give {ADDRESS_FORMS}")
     if not 0 < int(match["port"]) <= 65535:
         raise UsageError(f"--ray-address {address!r}: port {int(match['port'])} is not between 1 and 65535")
+    return text
 
 
 def check_reachable(address: str) -> None:
@@ -67,15 +79,20 @@ def _failure(address: str | None, exc: Exception) -> str:
     """Ray's reason, where it is not advice about its own flags: `auto` that finds nothing says so plainly."""
     if address is None:
         return f"cannot start a local Ray: {last_line(exc)}"
-    if address.strip().lower() == "auto" and isinstance(exc, ConnectionError):
+    if address == "auto" and isinstance(exc, ConnectionError):
         return "--ray-address auto found no Ray cluster on this machine (start one with `ray start --head`)"
     return f"cannot reach the Ray cluster at {address}: {last_line(exc)}"
 
 
 @contextmanager
-def _scoped_environment(values: dict[str, str]) -> Iterator[None]:
+def _scoped_environment(values: dict[str, str | None]) -> Iterator[None]:
+    """`values` set (None: removed) for the block, and everything as it was after."""
     before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -102,10 +119,11 @@ def _discarded_stderr() -> Iterator[None]:
 
 @contextmanager
 def _children_ignore_ctrl_c() -> Iterator[None]:
-    """Ctrl-C in a terminal signals the whole foreground process group, so the raylet, the GCS and the workers a
-    local Ray starts would die at once, mid-run, under a driver still waiting on them. Started while SIGINT is
-    ignored, they inherit that (and so do the workers the raylet starts later); only the driver stops, then shuts
-    them down. Python lets only its main thread set handlers, and the caller's handler is restored after."""
+    """Ctrl-C in a terminal signals the whole foreground process group, so the raylet and the GCS a local Ray
+    starts would die at once, mid-run, under a driver still waiting on them (a raylet's death ends the driver in
+    exit 1, nothing said). Started while SIGINT is ignored, they inherit that; only the driver stops, then shuts
+    them down. The cost: a Ctrl-C in the seconds the local Ray takes to start is dropped. Python lets only its
+    main thread set handlers, and the caller's handler is restored after."""
     import signal
     import threading
 
@@ -115,8 +133,8 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    finally:  # None: a handler not set from Python (an embedding program's), which Python cannot put back
+        signal.signal(signal.SIGINT, signal.default_int_handler if handler is None else handler)
 
 
 @contextmanager
@@ -149,24 +167,24 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     if address is not None:
-        check_address(address)
+        address = check_address(address)
         check_reachable(address)
     # Ray's C++ core logs to the process's stderr: at start it announces its log level and retries a connection
     # line by line, later it warns about actor arguments on every run. Its errors reach us as exceptions, so only
     # fatal ones are printed, nothing during ray.init, and a failure to start or connect is one line.
+    # `auto` would also read RAY_ADDRESS, which attnviz does not.
+    settings: dict[str, str | None] = {"RAY_BACKEND_LOG_LEVEL": "fatal", "RAY_ADDRESS": None}
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     with _worker_errors_unprinted():
         try:
-            with (
-                _scoped_environment({"RAY_BACKEND_LOG_LEVEL": "fatal"}),
-                _discarded_stderr(),
-                _children_ignore_ctrl_c(),
-            ):
-                quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+            with _scoped_environment(settings), _discarded_stderr():
                 if address is None:  # "local": never the cluster RAY_ADDRESS or a `ray start` here names
-                    ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, **quiet)
+                    with _children_ignore_ctrl_c():
+                        ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False, **quiet)
                 else:
                     ray.init(address=address, **quiet)
         except Exception as exc:
+            ray.shutdown()  # a head node started before the failure is not left behind
             raise ComputeError(_failure(address, exc)) from None
         try:
             yield
