@@ -67,6 +67,12 @@ def sign_blocks_paired(weight: Tensor, enc_dim: int) -> bool:
         )
 
 
+def all_finite(t: Tensor) -> bool:
+    """No NaN or infinity in `t`; one sum decides for the usual all-finite tensor (a NaN or an infinity makes the
+    sum one), the element-wise check only runs when the sum overflowed or something is wrong."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 @dataclass(frozen=True)
 class PairedForm:
     """A concat head in the paired form: per attention dimension k, its projections, bias and read-out gain."""
@@ -97,8 +103,7 @@ class PairedForm:
         k = torch.sinh(2 * y) * (-4 * torch.sinh(2 * c) * gain)  # (B, 1, A)
         denominator = (e * f + r * g + twice_cosh_c) * (e * g + r * f + twice_cosh_c)  # (B, N, A), >= 4
         scores = (2 * m * (1 + r) * k / denominator).sum(-1)  # (B, N)
-        finite = bool(torch.isfinite(denominator).all()) and bool(torch.isfinite(scores).all())
-        return scores if finite else None
+        return scores if all_finite(denominator) and all_finite(scores) else None
 
 
 def paired_form(weight: Tensor, bias: Tensor, v: Tensor, enc_dim: int) -> PairedForm | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attnviz.attention.paired import PairedForm, TanhPairs, paired_form
+from attnviz.attention.paired import PairedForm, TanhPairs, all_finite, paired_form
 from attnviz.errors import ComputeError, UsageError
 from attnviz.options import Mode
 
@@ -26,12 +26,6 @@ _CONCAT_REACH = 0.3
 #: (2^-16 eight times spans float32's whole exponent range).
 _SHRINK = 2.0**-16
 _MAX_SHRINKS = 8
-
-
-def _all_finite(t: Tensor) -> bool:
-    """No NaN or infinity in `t`; one sum decides for the usual all-finite tensor (a NaN or an infinity makes the
-    sum one), the element-wise check only runs when the sum overflowed or something is wrong."""
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,7 @@ class Scorer(nn.Module):
         raise NotImplementedError
 
     def forward(self, h: Tensor, q: Tensor) -> Attention:
-        if not (_all_finite(h) and _all_finite(q)):
+        if not (all_finite(h) and all_finite(q)):
             raise ComputeError("the encoder's features or the query contain NaN or infinity")
         scores = self.score(h, q)  # (B, N)
         scaled, shrink = h, 0
