@@ -36,12 +36,13 @@ def check_address(address: str) -> str:
         raise UsageError("--ray-address local: leave --ray-address out for a Ray started for the run")
     scheme = _SCHEME.fullmatch(text)
     if scheme is not None:
-        if scheme["scheme"].lower() in ("http", "https"):
+        name = scheme["scheme"].lower()
+        if name in ("http", "https"):
             raise UsageError(
                 f"--ray-address {address!r} is the dashboard's address, for job submission; give {ADDRESS_FORMS}"
             )
-        text = f"{scheme['scheme'].lower()}://{scheme['rest']}"
-        if scheme["scheme"].lower() != "ray" or _ADDRESS.fullmatch(text) is None:
+        text = f"{name}://{scheme['rest']}"
+        if name != "ray" or _ADDRESS.fullmatch(text) is None:
             return text  # ray://HOST without a port, or another client scheme: Ray's to judge
     match = _ADDRESS.fullmatch(text)
     if match is None:
@@ -84,23 +85,23 @@ def _failure(address: str | None, exc: Exception) -> str:
     return f"cannot reach the Ray cluster at {address}: {last_line(exc)}"
 
 
-@contextmanager
-def _scoped_environment(values: dict[str, str | None]) -> Iterator[None]:
-    """`values` set (None: removed) for the block, and everything as it was after."""
-    before = {key: os.environ.get(key) for key in values}
+def _set_environment(values: dict[str, str | None]) -> None:
     for key, value in values.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@contextmanager
+def _scoped_environment(values: dict[str, str | None]) -> Iterator[None]:
+    """`values` set (None: removed) for the block, and everything as it was after."""
+    before = {key: os.environ.get(key) for key in values}
+    _set_environment(values)
     try:
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environment(before)
 
 
 @contextmanager
