@@ -38,6 +38,12 @@ class Item:
     tensor: torch.Tensor | None = field(default=None, repr=False)  # (3, h, w) for the map
     small: torch.Tensor | None = field(default=None, repr=False)  # (3, h', w') for the classes, when two passes
 
+    def skip(self) -> Item:
+        """Its maps exist (--skip-existing): nothing is done, and its record says so."""
+        self.skipped = True
+        self.record = {"input": self.job.input, "output": str(self.output), "skipped": True}
+        return self
+
 
 def tagged(path: Path, tag: str) -> Path:
     """`maps/cat.attn-dot.png` + `.top2` -> `maps/cat.attn-dot.top2.png`."""
@@ -122,9 +128,7 @@ class OutputPlan:
         if self.options.skip_existing:
             present = [output.exists() for output in item.outputs]
             if all(present):  # with -k, every map
-                item.skipped = True
-                item.record = {"input": job.input, "output": str(item.output), "skipped": True}
-                return item
+                return item.skip()
             item.redo = any(present)
         try:
             for output in item.outputs:

@@ -279,13 +279,7 @@ class Runner:
                 for future in pending:
                     future.cancel()
         progress.clear()
-        if interrupted:
-            self.writer.message("interrupted; every file written so far is complete")
-        if not single and not self.options.quiet:
-            self.stderr.write(self.writer.summary.line() + "\n")
-        if interrupted:
-            return 130
-        return 1 if self.writer.summary.failed else 0
+        return self.writer.finish(single, interrupted)
 
     @contextmanager
     def lane_threads(self) -> Iterator[None]:

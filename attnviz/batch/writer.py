@@ -111,16 +111,30 @@ class Writer:
             self.stdout.flush()
         elif self.options.json and item.record is not None:
             self.write_json(item.record)
-        elif item.record is not None and not self.options.quiet and progress.total == 1 and item.skipped:
-            self.stderr.write(f"skipped {item.record['output']}: it exists (--skip-existing)\n")
         elif item.record is not None and not self.options.quiet and progress.total == 1:
-            maps = item.record.get("maps", [item.record])
-            for entry in maps if isinstance(maps, list) else []:
-                target = entry["target"]
-                self.stderr.write(
-                    f"wrote {entry['output']}  ({target['label']}, p={target['prob']:.3f}, peak at {entry['peak']})\n"
-                )
+            self.report_one(item.record, item.skipped)
         return False
+
+    def report_one(self, record: dict[str, object], skipped: bool) -> None:
+        """A run of one input says what it wrote (a class for each map), or that it skipped."""
+        if skipped:
+            self.stderr.write(f"skipped {record['output']}: it exists (--skip-existing)\n")
+            return
+        maps = record.get("maps", [record])
+        for entry in maps if isinstance(maps, list) else []:
+            target = entry["target"]
+            self.stderr.write(
+                f"wrote {entry['output']}  ({target['label']}, p={target['prob']:.3f}, peak at {entry['peak']})\n"
+            )
+
+    def finish(self, single: bool, interrupted: bool, unreported: str = "") -> int:
+        """The end of a run, for either engine: what an interrupt left (plus `unreported`), the summary unless one
+        input or --quiet, and the exit status."""
+        if interrupted:
+            self.message(f"interrupted; every file written so far is complete{unreported}")
+        if not single and not self.options.quiet:
+            self.stderr.write(self.summary.line() + "\n")
+        return 130 if interrupted else 1 if self.summary.failed else 0
 
     def message(self, text: str) -> None:
         self.stderr.write(f"attnviz: error: {one_line(text)}\n")

@@ -122,8 +122,7 @@ class ExplainBatches:
             item = Item(Job(name, PurePath(name)), outputs[0], outputs=outputs, seq=self.seq)
             self.seq += 1
             if self.runner.options.skip_existing and all(p.exists() for p in outputs):  # with -k, every map
-                item.skipped = True
-                item.record = {"input": name, "output": str(outputs[0]), "skipped": True}
+                item.skip()
             else:
                 source = batch["bytes"][i] if "bytes" in batch else batch["image"][i] if "image" in batch else None
                 self.runner.sources[item.seq] = source

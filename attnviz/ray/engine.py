@@ -142,11 +142,6 @@ def run(
     except KeyboardInterrupt:
         interrupted = True
     progress.clear()
-    if interrupted:  # actors may have finished more files than reached us: complete ones, which a rerun skips
-        runner.writer.message(
-            "interrupted; every file written so far is complete (--skip-existing resumes: actors may have finished "
-            "more than is reported)"
-        )
-    if not single and not options.quiet:
-        stderr.write(runner.writer.summary.line() + "\n")
-    return 130 if interrupted else 1 if runner.writer.summary.failed else 0
+    # actors may have finished more files than reached us: complete ones, which a rerun skips
+    unreported = " (--skip-existing resumes: actors may have finished more than is reported)"
+    return runner.writer.finish(single, interrupted, unreported)
