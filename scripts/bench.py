@@ -121,11 +121,17 @@ def run_options(
 
 
 def attnviz_way(
-    args: argparse.Namespace, folder: Path, warmup: Path, out: Path, workers: int | None, backend: str, **other: Any
+    args: argparse.Namespace,
+    folder: Path,
+    warmup: Path,
+    out: Path,
+    workers: int | None,
+    backend: str,
+    other: dict[str, Any] | None = None,
 ) -> Callable[[], int]:
     """Build the Runner and warm it up (neither is timed); the returned callable processes the folder."""
     errors = io.StringIO()
-    runner = Runner(run_options(args, str(out), workers, backend, **other), io.BytesIO(), errors)
+    runner = Runner(run_options(args, str(out), workers, backend, **(other or {})), io.BytesIO(), errors)
     print(f"{args.way}: backend {runner.explainer.backend_note}", file=sys.stderr)
     runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
 
@@ -225,19 +231,15 @@ def timed(work: Callable[[], int]) -> tuple[int, float, float]:
 
 
 CORES = cpu_count()
-#: The ways attnviz runs: name -> (--workers, --backend); None workers: as attnviz picks (one lane per core).
-ATTNVIZ_WAYS: dict[str, tuple[int | None, str]] = {
-    "attnviz": (None, "auto"),
-    "attnviz, one lane": (1, "auto"),
-    "attnviz --backend torch": (None, "torch"),
-    "attnviz --backend openvino": (None, "openvino"),
-    "attnviz --classify-size 448": (None, "auto"),
-    "attnviz --format jpg": (None, "auto"),
-}
-#: Options of the ways that are not the defaults: where the time beyond the limit goes (see `report`).
-OTHER_OPTIONS: dict[str, dict[str, Any]] = {
-    "attnviz --classify-size 448": {"classify_size": 448},  # one pass: classes from the map's own pass
-    "attnviz --format jpg": {"format": "jpg"},  # JPEG instead of PNG files
+#: The ways attnviz runs: name -> (--workers, --backend, other options); None workers: as attnviz picks (one lane
+#: per core). The other options show where the time beyond the limit goes (see `report`).
+ATTNVIZ_WAYS: dict[str, tuple[int | None, str, dict[str, Any]]] = {
+    "attnviz": (None, "auto", {}),
+    "attnviz, one lane": (1, "auto", {}),
+    "attnviz --backend torch": (None, "torch", {}),
+    "attnviz --backend openvino": (None, "openvino", {}),
+    "attnviz --classify-size 448": (None, "auto", {"classify_size": 448}),  # one pass: classes from the map's own
+    "attnviz --format jpg": (None, "auto", {"format": "jpg"}),  # JPEG instead of PNG files
 }
 #: The limit ways: name -> (runtime, lanes); each lane gets cores / lanes threads.
 LIMIT_WAYS = {
@@ -267,9 +269,7 @@ def measure(args: argparse.Namespace) -> None:
     out = Path(scratch.name)
     if args.way in ATTNVIZ_WAYS:
         tune_allocator()  # as the attnviz command does
-        work = attnviz_way(
-            args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way], **OTHER_OPTIONS.get(args.way, {})
-        )
+        work = attnviz_way(args, paths[0].parent, warmup, out, *ATTNVIZ_WAYS[args.way])
     else:
         if args.way in ("forward-only, tuned allocator", *LIMIT_WAYS, BOTH_PASSES):
             tune_allocator()
@@ -325,7 +325,9 @@ def benchmark(args: argparse.Namespace) -> None:
 def runtime_of(way: str) -> Backend:
     if way in LIMIT_WAYS:
         return LIMIT_WAYS[way][0]
-    return Backend.onnxruntime if way == BOTH_PASSES else Backend(ATTNVIZ_WAYS.get(way, (None, "auto"))[1])
+    return (
+        Backend.onnxruntime if way == BOTH_PASSES else Backend(ATTNVIZ_WAYS[way][1] if way in ATTNVIZ_WAYS else "auto")
+    )
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -340,9 +342,9 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
     limit = max(limits, key=limits.__getitem__) if limits else "forward-only"
     header = f"{'way':<36}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs limit':>10}"
     print(f"\n{header}{'peak RSS':>10}{'other load':>12}")
-    cam = rate.get("pytorch-grad-cam", float("nan"))
+    cam, top = rate.get("pytorch-grad-cam", float("nan")), rate.get(limit, float("nan"))  # --ways may leave out
     for way, r in results.items():
-        vs_cam, vs_limit = rate[way] / cam, rate[way] / rate[limit]
+        vs_cam, vs_limit = rate[way] / cam, rate[way] / top
         print(
             f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
             f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
@@ -351,15 +353,12 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
         print("each row is the median round of that way; images/s in every round:")
         for way, seen in rates.items():
             print(f"  {way:<34}" + " ".join(f"{rate:6.2f}" for rate in seen))
-        for way in ("attnviz", "attnviz --classify-size 448", "attnviz --format jpg"):
-            if way in rates and limit in rates:  # round by round: the two ran minutes apart at most
-                paired = [a / b for a, b in zip(rates[way], rates[limit], strict=True)]
+        pairs = [(way, limit, "limit") for way in ("attnviz", "attnviz --classify-size 448", "attnviz --format jpg")]
+        for way, against, name in [*pairs, ("attnviz", BOTH_PASSES, repr(BOTH_PASSES))]:
+            if way in rates and against in rates:  # round by round: the two ran minutes apart at most
+                paired = [a / b for a, b in zip(rates[way], rates[against], strict=True)]
                 rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
-                print(f"{way} vs limit, round by round: {rounds} (median {float(np.median(paired)):.2f})")
-        if "attnviz" in rates and BOTH_PASSES in rates:
-            paired = [a / b for a, b in zip(rates["attnviz"], rates[BOTH_PASSES], strict=True)]
-            rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
-            print(f"attnviz vs {BOTH_PASSES!r}, round by round: {rounds} (median {float(np.median(paired)):.2f})")
+                print(f"{way} vs {name}, round by round: {rounds} (median {float(np.median(paired)):.2f})")
     print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
     print(f"limit rows: lanes x threads per lane, on {CORES} cores")
     one, many = rate.get("attnviz, one lane"), rate.get("attnviz")
