@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -14,8 +15,9 @@ from torch import Tensor, nn
 
 from attnviz import render
 from attnviz.attention.datafree import cached_scorer
+from attnviz.attention.relevance import class_weights
 from attnviz.attention.scorers import Scorer
-from attnviz.attention.transformer import TransformerAttention
+from attnviz.attention.transformer import Recorded, TransformerAttention
 from attnviz.errors import UsageError
 from attnviz.io.pictures import Picture, as_picture
 from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
@@ -25,6 +27,7 @@ from attnviz.models.registry import create_encoder
 from attnviz.models.runtime import Engine, choose_engine
 from attnviz.options import (
     ATTENTION_MODES,
+    CLASS_FREE_MODES,
     DEFAULT_ENCODER,
     DEFAULT_MODE,
     DEFAULT_SIZE,
@@ -103,6 +106,8 @@ class Explainer:
         #: Shorter side of the pass that ranks the classes: the encoder's trained scale unless told otherwise.
         #: A network recognises best at the scale it was trained at, and draws a finer map at a larger one.
         self.classify_size = classify_size or self.encoder.trained_size
+        if self.encoder.headless:  # a backbone ranks no classes: its one pass is the map's
+            self.classify_size = size
         stride = self.encoder.stride
         for option, value in (("--size", size), ("--classify-size", self.classify_size)):
             if value < MIN_CELLS * stride:  # a 1-cell grid has no "where": the aspect ratio would be lost too
@@ -110,15 +115,21 @@ class Explainer:
                     f"{option} {value} is under {MIN_CELLS} cells of encoder {self.encoder.name}'s stride {stride}; "
                     f"use at least {MIN_CELLS * stride}"
                 )
-        self.topk = max(1, min(topk, len(self.encoder.labels)))
+        #: Predictions reported per image: none for a backbone, which has no classes.
+        self.topk = 0 if self.encoder.headless else max(1, min(topk, len(self.encoder.labels)))
+        if self.encoder.headless and self.mode not in CLASS_FREE_MODES:
+            raise UsageError(
+                f"encoder {self.encoder.name} has no classifier (a backbone without a head), so --mode "
+                f"{self.mode.value} has no class to explain; a backbone draws --mode cls or --mode rollout"
+            )
         self.encoder.to(self.device)
-        #: The transformer's own attention (`cls`, `rollout`) replaces the scorer in those modes.
+        #: The transformer's own attention (`cls`, `rollout`, ...) replaces the scorer in those modes.
         self.attention: TransformerAttention | None = None
         self.scorer: Scorer | None = None
         self.query = Query(query)
         if self.mode in ATTENTION_MODES:
             self.attention = TransformerAttention(self.encoder, self.mode, self.encoder.name)
-            self.query = Query.classifier  # no class query: the classes are only ranked, so no gradients either
+            self.query = Query.classifier  # no class query: the attention's own gradients, where any, are taken
         else:
             self.scorer = self._scorer(scorer)
         self.engine, self.backend_note = self._engine(Backend(backend), threads, notify or _to_stderr)
@@ -149,6 +160,8 @@ class Explainer:
         return scorer.to(self.device).eval()
 
     def target_index(self, target: str | int | None) -> int | None:
+        if target is not None and self.encoder.headless:
+            raise UsageError(f"--target {target}: encoder {self.encoder.name} has no classifier, so no classes")
         return None if target is None else resolve_target(target, self.encoder.labels)
 
     @property
@@ -177,54 +190,56 @@ class Explainer:
         and probabilities come from a pass over it, and the maps from the pass over `batch`.
         """
         x = batch.to(self.device)
-        captured: list[Tensor] = []
         forward = self.engine or self.encoder  # the engine only ever serves classifier queries
-        if self.attention is not None:
-            with torch.inference_mode(), self.attention.recording() as captured:
-                features, logits = self.encoder(x)  # (B, C, H', W'), (B, K), and each block's attention
-        elif self.query is Query.classifier:
-            with torch.inference_mode():
-                features, logits = forward(x)  # (B, C, H', W'), (B, K)
+        attention = self.attention
+        recorded: contextlib.AbstractContextManager[Recorded] = contextlib.nullcontext(Recorded())
+        if attention is not None:
+            recorded = attention.recording(graph=attention.needs_gradients)
+        with recorded as seen:
+            if attention is not None and attention.needs_gradients:
+                with torch.enable_grad():  # each block's attention on the graph, for its gradient, however frozen
+                    features, logits = self.encoder(x.clone().requires_grad_())  # the network's weights are
+            elif attention is not None or self.query is Query.classifier:
+                with torch.inference_mode():
+                    features, logits = forward(x)  # (B, C, H', W'), (B, K)
+            else:
+                with torch.enable_grad():
+                    features, logits = self.encoder(x, track_features=True)
+        classify_size = None if recognise is None else (int(recognise.shape[3]), int(recognise.shape[2]))
+        if self.encoder.headless:  # a backbone: its output is features, so no classes and one map an image
+            if classes and any(classes):
+                raise UsageError(f"encoder {self.encoder.name} has no classifier, so no classes to explain")
+            probs, top_p, top_i = None, None, None
+            chosen: list[list[int]] = [[-1] for _ in range(len(x))]
         else:
-            with torch.enable_grad():
-                features, logits = self.encoder(x, track_features=True)
-        classify_size = None
-        ranking = logits.detach()
-        if recognise is not None:
-            classify_size = (int(recognise.shape[3]), int(recognise.shape[2]))
-            with torch.inference_mode():
-                _, ranking = forward(recognise.to(self.device))  # (B, K)
-        probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
-        top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
-        chosen = [(classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]]) for i in range(len(x))]
+            ranking = logits.detach()
+            if recognise is not None:
+                with torch.inference_mode():
+                    _, ranking = forward(recognise.to(self.device))  # (B, K)
+            probs = torch.softmax(ranking.float(), dim=-1)  # (B, K)
+            top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
+            chosen = [classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]] for i in range(len(x))]
         rows, cols = features.shape[-2:]
-        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=x.device)  # (M,)
-        if self.attention is not None:  # one map per image, whatever the class: repeated for each class asked
-            grid_weights = self.attention.weights(captured, rows, cols)[owner]  # (M, N)
-            grid_scores = self.attention.scores(grid_weights)
-        else:
-            assert self.scorer is not None
-            queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
-            cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
-            with torch.inference_mode():
-                attention = self.scorer(cells[owner], queries.float())  # (M, N)
-            grid_weights, grid_scores = attention.weights, attention.scores
+        grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
         scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
         weights = grid_weights.reshape(-1, rows, cols).cpu().numpy()
         labels = self.encoder.labels
         results: list[list[GridResult]] = []
         m = 0
         for i, wanted in enumerate(chosen):
-            topk = [Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)]
+            topk = []
+            if top_p is not None and top_i is not None:
+                topk = [Prediction(int(j), labels[int(j)], float(p)) for p, j in zip(top_p[i], top_i[i], strict=True)]
             maps = []
             for index in wanted:
+                target = None if probs is None else Prediction(index, labels[index], float(probs[i, index]))
                 maps.append(
                     GridResult(
                         input_size=(x.shape[3], x.shape[2]),
                         grid=(rows, cols),
                         scores=scores[m],
                         weights=weights[m],
-                        target=Prediction(index, labels[index], float(probs[i, index])),
+                        target=target,
                         topk=topk[: self.topk],
                         classify_size=classify_size,
                     )
@@ -232,6 +247,43 @@ class Explainer:
                 m += 1
             results.append(maps)
         return results
+
+    def _grid_maps(
+        self, seen: Recorded, features: Tensor, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
+    ) -> tuple[Tensor, Tensor]:
+        """(M, rows * cols) weights and scores, one row per requested map, in image-then-class order."""
+        if self.attention is None:
+            assert self.scorer is not None
+            owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=features.device)
+            queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
+            cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
+            with torch.inference_mode():
+                scored = self.scorer(cells[owner], queries.float())  # (M, N)
+            return scored.weights, scored.scores
+        weights = self._attention_weights(seen, logits, chosen, rows, cols)
+        return weights, self.attention.scores(weights)
+
+    def _attention_weights(
+        self, seen: Recorded, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
+    ) -> Tensor:
+        """(M, rows * cols): the class-free map repeated for each class asked, or one class-specific map each."""
+        attention = self.attention
+        assert attention is not None
+        if not attention.needs_gradients:
+            owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=logits.device)
+            return attention.weights(seen, rows, cols)[owner]  # (M, N)
+        # a map per class: one backward pass for each class rank, all images at once
+        per_rank: list[dict[int, Tensor]] = []
+        for rank in range(max(len(wanted) for wanted in chosen)):
+            images = [i for i, wanted in enumerate(chosen) if len(wanted) > rank]
+            picked = [chosen[i][rank] for i in images]
+
+            def pick(scores: Tensor, images: list[int] = images, picked: list[int] = picked) -> Tensor:
+                return scores[images, picked].sum()  # each image's own class score, summed
+
+            weights = class_weights(attention, seen, logits, pick, rows, cols)  # (B, N)
+            per_rank.append({i: weights[i] for i in images})
+        return torch.stack([per_rank[r][i] for i, wanted in enumerate(chosen) for r in range(len(wanted))])
 
     def queries(self, features: Tensor, logits: Tensor, chosen: list[list[int]]) -> Tensor:
         """(M, C) queries, one per requested map, in image-then-class order.

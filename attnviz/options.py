@@ -26,20 +26,25 @@ DEFAULT_TOPK = 5
 
 class Mode(str, Enum):
     """How the grid is scored: a soft-attention scorer queried by a class (dot, general, concat), or a
-    transformer's own attention, which needs no class (cls: the class token's attention in the last block;
-    rollout: attention rollout across the blocks)."""
+    transformer's own attention: with no class (cls: the class token's attention in the last block; rollout:
+    attention rollout across the blocks), or weighted by a class score's gradient (grad-rollout: Chefer et al.'s
+    gradient-weighted rollout; legrad: LeGrad, each layer's attention gradient of its own class score)."""
 
     dot = "dot"
     general = "general"
     concat = "concat"
     cls = "cls"
     rollout = "rollout"
+    grad_rollout = "grad-rollout"
+    legrad = "legrad"
 
 
-#: The soft-attention scorers: every encoder has them.
+#: The soft-attention scorers: every classifier has them.
 SCORER_MODES = (Mode.dot, Mode.general, Mode.concat)
 #: A transformer's own attention: only encoders with attention blocks and a class token.
-ATTENTION_MODES = (Mode.cls, Mode.rollout)
+ATTENTION_MODES = (Mode.cls, Mode.rollout, Mode.grad_rollout, Mode.legrad)
+#: The attention modes that are the same for every class: the only ones a backbone without a classifier draws.
+CLASS_FREE_MODES = (Mode.cls, Mode.rollout)
 
 
 class FitMode(str, Enum):

@@ -20,6 +20,11 @@ class Prediction:
         return {"index": self.index, "label": self.label, "prob": round(self.prob, 6)}
 
 
+def prediction_json(prediction: Prediction | None) -> dict[str, object] | None:
+    """A map's class as `run --json` writes it: null for a backbone's class-free map."""
+    return None if prediction is None else prediction.to_json()
+
+
 @dataclass
 class GridResult:
     """What the network and scorer say about one image, before anything is drawn."""
@@ -28,8 +33,8 @@ class GridResult:
     grid: tuple[int, int]  # (rows, cols)
     scores: np.ndarray  # (H', W') float32 scores (log-weights up to a constant)
     weights: np.ndarray  # (H', W') float32 attention weights, sum 1
-    target: Prediction
-    topk: list[Prediction]
+    target: Prediction | None  # None: a backbone without a classifier explains no class
+    topk: list[Prediction]  # empty for a backbone
     classify_size: tuple[int, int] | None = None  # (w, h) of the pass that chose the classes; None: the same pass
 
 

@@ -128,8 +128,13 @@ def test_lite1_and_lite2_classify_the_bundled_photos_offline(name: str) -> None:
     assert explainer.explain(photo("coffee.png")).target.index == 967
 
 
-def test_a_backbone_without_a_classifier_is_refused_in_one_line() -> None:
+def test_a_cnn_backbone_without_a_classifier_is_refused_in_one_line() -> None:
+    """A backbone draws only a transformer's class-free modes (tests/test_relevance.py); a CNN has none."""
     from attnviz.models.timm_models import create_timm_model, timm_encoder
 
-    with pytest.raises(UsageError, match=r"has no classifier \(num_classes=0\)"):
-        timm_encoder("timm:vit_tiny_patch16_224", create_timm_model("vit_tiny_patch16_224", num_classes=0))
+    encoder = timm_encoder("timm:resnet18", create_timm_model("resnet18", num_classes=0))
+    assert encoder.headless and encoder.labels == []
+    with pytest.raises(UsageError, match=r"no classifier \(a backbone without a head\), so --mode concat"):
+        Explainer(encoder, "concat", device="cpu")
+    with pytest.raises(UsageError, match="--mode cls needs a transformer"):
+        Explainer(encoder, "cls", device="cpu")

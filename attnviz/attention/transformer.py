@@ -1,6 +1,9 @@
-"""A transformer's own attention as a map: the class token's attention (`cls`) and attention rollout (`rollout`).
+"""A transformer's own attention as a map: the class token's attention (`cls`) and attention rollout (`rollout`),
+and their class-specific forms (`grad-rollout`, `legrad`, in `attention/relevance.py`).
 
-Neither needs a class: they show where the class token reads from, whatever the head makes of it. timm's blocks
+`cls` and `rollout` need no class: they show where the class token reads from, whatever the head makes of it.
+The class-specific modes record the same attention with its autograd graph and weight it by a class score's
+gradient. timm's blocks
 compute `softmax(q k^T) -> attn_drop` when their `fused_attn` flag is off, so switching the flag off on the
 encoder's own copy of each block (never timm's global `TIMM_FUSED_ATTN`) and hooking `attn_drop` captures the
 weights exactly. torch's `nn.MultiheadAttention` (torchvision's ViT) is called with `need_weights=False`; while a
@@ -13,8 +16,9 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -57,6 +61,29 @@ def _ask_for_weights(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str,
     return bound.args[1:], bound.kwargs
 
 
+@dataclass
+class Recorded:
+    """What one recorded pass saw, block by block: each (B, heads, N, N) attention (`maps`), the tensor the
+    network computed it as (`sources`: what a gradient is taken by; torch's MHA hands over a view of it), and, for
+    passes with a graph, each block's (B, N, C) output tokens (`tokens`, which LeGrad scores layer by layer)."""
+
+    maps: list[Tensor] = field(default_factory=list)
+    sources: list[Tensor] = field(default_factory=list)
+    tokens: list[Tensor] = field(default_factory=list)
+
+
+def layer_head(model: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """Block output tokens (B, N, C) -> (B, K) class logits, through the final norm and the head: what LeGrad asks
+    of every layer. timm's ViT family (`norm`, `forward_head`) and torchvision's ViT (`encoder.ln`, `heads`)."""
+    norm, forward_head = getattr(model, "norm", None), getattr(model, "forward_head", None)
+    if isinstance(norm, nn.Module) and callable(forward_head):
+        return lambda tokens: cast(Tensor, forward_head(norm(tokens)))
+    final, heads = getattr(getattr(model, "encoder", None), "ln", None), getattr(model, "heads", None)
+    if isinstance(final, nn.Module) and isinstance(heads, nn.Module):
+        return lambda tokens: cast(Tensor, heads(final(tokens)[:, 0]))
+    return None
+
+
 class TransformerAttention:
     """Records one forward pass's attention and turns it into (B, rows * cols) weights over the patch grid."""
 
@@ -64,6 +91,10 @@ class TransformerAttention:
         self.mode = mode
         self.name = name
         self.blocks = attention_blocks(encoder)
+        names = {module: name for name, module in encoder.named_modules()}
+        #: Each attention's block (its parent module), whose output LeGrad scores.
+        self.parents = [encoder.get_submodule(names[b].rpartition(".")[0]) for b in self.blocks]
+        self.layer_head = layer_head(getattr(encoder, "model", encoder))
         if not self.blocks:
             raise UsageError(
                 f"--mode {mode.value} needs a transformer whose attention weights can be read (timm's ViT, DeiT, "
@@ -75,67 +106,98 @@ class TransformerAttention:
                 f"--mode {mode.value} follows the class token's attention; encoder {name} has no class token "
                 "(it pools its patches): use dot, general or concat"
             )
+        if mode is Mode.legrad and self.layer_head is None:
+            raise UsageError(
+                f"--mode legrad scores every layer through the final norm and head, which encoder {name} does not "
+                "expose (timm's ViT family and torchvision's ViT do): use --mode grad-rollout"
+            )
         for block in self.blocks:  # this encoder's own modules only: timm's global setting stays as it was
             if _timm_attention(block):
                 cast(Any, block).fused_attn = False  # an instance attribute: the class keeps timm's default
 
+    @property
+    def needs_gradients(self) -> bool:
+        return self.mode not in (Mode.cls, Mode.rollout)
+
     @contextmanager
-    def recording(self) -> Iterator[list[Tensor]]:
-        """Collects each block's (B, heads, N, N) attention, in block order, for passes made on this thread."""
-        captured: list[Tensor] = []
+    def recording(self, graph: bool = False) -> Iterator[Recorded]:
+        """Collects each block's (B, heads, N, N) attention, in block order, for passes made on this thread. With
+        `graph`, the attention stays on the autograd graph and each block's output tokens are kept too."""
+        seen = Recorded()
         caller = threading.get_ident()
+
+        def keep(attention: Tensor, source: Tensor) -> None:
+            seen.maps.append(attention if graph else attention.detach().float())  # (B, heads, N, N)
+            if graph:
+                seen.sources.append(source)
 
         def grab(_module: nn.Module, _inputs: object, output: Tensor) -> None:
             if threading.get_ident() == caller:
-                captured.append(output.detach().float())  # (B, heads, N, N)
+                keep(output, output)
 
-        def grab_weights(module: nn.Module, inputs: object, output: tuple[Tensor, Tensor]) -> None:
-            grab(module, inputs, output[1])  # (attended values, (B, heads, N, N) weights)
+        def grab_weights(_module: nn.Module, _inputs: object, output: tuple[Tensor, Tensor]) -> None:
+            if threading.get_ident() == caller:  # (attended values, (B, heads, N, N) weights)
+                weights = output[1]  # a view of the (B * heads, N, N) softmax the values were computed from
+                keep(weights, weights._base if weights._base is not None else weights)
+
+        def grab_tokens(_module: nn.Module, _inputs: object, output: Tensor) -> None:
+            if threading.get_ident() == caller and isinstance(output, Tensor):
+                seen.tokens.append(output)  # (B, N, C)
 
         def ask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
             return _ask_for_weights(module, args, kwargs) if threading.get_ident() == caller else None
 
         handles = []
-        for block in self.blocks:
+        for block, parent in zip(self.blocks, self.parents, strict=True):
             if isinstance(block, nn.MultiheadAttention):  # other threads' calls go through as they were made
                 handles.append(block.register_forward_pre_hook(ask, with_kwargs=True))
                 handles.append(block.register_forward_hook(grab_weights))
             else:
                 handles.append(block.get_submodule("attn_drop").register_forward_hook(grab))
+            if graph:
+                handles.append(parent.register_forward_hook(grab_tokens))
         try:
-            yield captured
+            yield seen
         finally:
             for handle in handles:
                 handle.remove()
 
-    def weights(self, captured: list[Tensor], rows: int, cols: int) -> Tensor:
-        """(B, rows * cols) weights summing to 1: the class token's row over the patch tokens."""
-        mode, last = self.mode.value, captured[-1] if captured else None
-        if last is None or len(captured) != len(self.blocks):
-            raise UsageError(f"--mode {mode}: {len(self.blocks)} attention blocks but {len(captured)} maps were seen")
+    def prefix(self, seen: Recorded, rows: int, cols: int) -> int:
+        """How many tokens come before the patches (the class token, then distillation or register tokens)."""
+        mode, last = self.mode.value, seen.maps[-1] if seen.maps else None
+        if last is None or len(seen.maps) != len(self.blocks):
+            raise UsageError(f"--mode {mode}: {len(self.blocks)} attention blocks but {len(seen.maps)} maps were seen")
         tokens = last.shape[-1]
-        prefix = tokens - rows * cols  # the class token first, then any distillation or register tokens
+        prefix = tokens - rows * cols
         if not 1 <= prefix <= MAX_PREFIX:  # channel attention (XCiT), or a grid other than the feature map's
             raise UsageError(
                 f"--mode {mode}: the last block attends over {tokens} tokens, not a class token and the "
                 f"{rows} x {cols} grid of the feature map; use dot, general or concat"
             )
-        if self.mode is Mode.cls:
-            row = last.mean(dim=1)[:, 0]  # (B, N): the class token's row, heads averaged
-        elif any(a.shape[-2:] != (tokens, tokens) for a in captured):  # pooling stages or class-attention blocks
-            raise UsageError(
-                f"--mode rollout needs every block to attend among the same {tokens} tokens; encoder {self.name} "
+        if self.mode is not Mode.cls and any(a.shape[-2:] != (tokens, tokens) for a in seen.maps):
+            raise UsageError(  # pooling stages or class-attention blocks
+                f"--mode {mode} needs every block to attend among the same {tokens} tokens; encoder {self.name} "
                 "pools tokens or adds class-attention blocks: use --mode cls"
             )
-        else:
-            row = rollout(captured)[:, 0]  # (B, N)
-        patches = row[:, prefix:].clamp_min(0)  # (B, rows * cols)
-        return patches / patches.sum(dim=1, keepdim=True).clamp_min(_EPS)
+        return prefix
+
+    def weights(self, seen: Recorded, rows: int, cols: int) -> Tensor:
+        """(B, rows * cols) weights summing to 1: the class token's row over the patch tokens."""
+        prefix = self.prefix(seen, rows, cols)
+        # (B, N): the class token's row, heads averaged (cls), or of the rollout
+        row = seen.maps[-1].mean(dim=1)[:, 0] if self.mode is Mode.cls else rollout(seen.maps)[:, 0]
+        return normalised(row[:, prefix:])
 
     @staticmethod
     def scores(weights: Tensor) -> Tensor:
         """Log-weights: what the drawing code expects from a scorer."""
         return weights.clamp_min(_EPS).log()
+
+
+def normalised(patches: Tensor) -> Tensor:
+    """(B, P) relevance over the patches -> weights: negatives dropped, each row summing to 1."""
+    patches = patches.clamp_min(0)
+    return patches / patches.sum(dim=1, keepdim=True).clamp_min(_EPS)
 
 
 def rollout(attentions: list[Tensor]) -> Tensor:

@@ -51,8 +51,16 @@ class ClassFindings:
     strategies: list[Strategy] = field(default_factory=list)
 
 
+#: The group of a backbone's maps, which explain no class (`"target": null`): one group, no probability.
+NO_CLASS = (-1, "no class (a backbone)", float("nan"))
+
+
 def target_of(record: Record) -> tuple[int, str, float]:
-    target = record.get("target")
+    if "target" not in record:
+        raise ValueError(f"record of {record.get('input')} has no target")
+    target = record["target"]
+    if target is None:
+        return NO_CLASS
     if not isinstance(target, dict):
         raise ValueError(f"record of {record.get('input')} has no target")
     return int(target["index"]), str(target["label"]), float(target["prob"])

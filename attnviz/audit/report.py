@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -118,7 +119,7 @@ def _page_record(out_dir: Path, record: Record) -> Record:
         "overlay": _relative(out_dir, record.get("output")),
         "class": index,
         "label": label,
-        "prob": round(prob, 4),
+        "prob": None if math.isnan(prob) else round(prob, 4),
         "cluster": record.get("cluster", -1),
         "xy": record.get("xy"),
         "stats": record.get("stats"),

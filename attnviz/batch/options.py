@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from attnviz.errors import UsageError
 from attnviz.options import (
-    ATTENTION_MODES,
+    CLASS_FREE_MODES,
     DEFAULT_ALPHA,
     DEFAULT_COLORMAP,
     DEFAULT_ENCODER,
@@ -70,7 +70,7 @@ def check_targets(targets: tuple[str, ...], topk: int) -> None:
 def check_run_options(options: RunOptions) -> None:
     """Every check that needs no model, so a mistyped option fails before anything is loaded."""
     check_targets(options.targets, options.topk)
-    if options.mode in ATTENTION_MODES and (options.targets or options.topk > 1):
+    if options.mode in CLASS_FREE_MODES and (options.targets or options.topk > 1):
         raise UsageError(
             f"--mode {options.mode.value} shows the class token's attention, the same for every class: "
             "--target and --topk do not apply"

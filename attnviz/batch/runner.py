@@ -35,7 +35,7 @@ from attnviz.models.devices import cpu_count, pick_device
 from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
 from attnviz.render.overlay import check_style, overlay_image
-from attnviz.results import GridResult
+from attnviz.results import GridResult, prediction_json
 
 #: More lanes than this only multiply memory: past 4, giving each lane several cores scales as well.
 MAX_LANES = 4
@@ -83,7 +83,7 @@ class Runner:
             stderr.write(f"attnviz: backend: {self.explainer.backend_note}\n")
         self.mode = self.explainer.mode
         classes = len(encoder.labels)
-        if options.topk > classes:
+        if options.topk > classes and not encoder.headless:
             raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {classes} classes")
         indices = [self.explainer.target_index(t) for t in options.targets]
         self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
@@ -214,7 +214,7 @@ class Runner:
         if o.annotate:
             from attnviz.render.annotate import annotate, caption
 
-            text = caption(result.target.label, result.target.prob, self.mode.value)
+            text = caption(result.target, self.mode.value)
             pixels = annotate(np.asarray(pixels), text, o.colormap)
         fmt, save_options = image_format(output) if output else suffix_format(self.outputs.suffix)
         try:
@@ -222,7 +222,7 @@ class Runner:
         except (ValueError, OSError) as exc:  # e.g. WebP wider than 16383 px, JPEG over 65500 px
             raise OutputError(f"{output or STDOUT}: cannot encode as {fmt}: {exc}") from None
         entry: dict[str, object] = {
-            "target": result.target.to_json(),
+            "target": prediction_json(result.target),
             "output": str(output) if output else STDOUT,
             "peak": list(explanation.peak),
         }

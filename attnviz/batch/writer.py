@@ -123,9 +123,8 @@ class Writer:
         maps = record.get("maps", [record])
         for entry in maps if isinstance(maps, list) else []:
             target = entry["target"]
-            self.stderr.write(
-                f"wrote {entry['output']}  ({target['label']}, p={target['prob']:.3f}, peak at {entry['peak']})\n"
-            )
+            said = "no class" if target is None else f"{target['label']}, p={target['prob']:.3f}"
+            self.stderr.write(f"wrote {entry['output']}  ({said}, peak at {entry['peak']})\n")
 
     def finish(self, single: bool, interrupted: bool, unreported: str = "") -> int:
         """The end of a run, for either engine: what an interrupt left (plus `unreported`), the summary unless one

@@ -92,7 +92,7 @@ def evaluate(
     if singles:
         from attnviz.commands.quality import run_singles
 
-        print(run_singles(folder, tuple(mode or SCORER_MODES), encoder, weights, size, gradcam, json, min_prob))
+        print(run_singles(folder, tuple(mode or ()), encoder, weights, size, gradcam, json, min_prob))
         return
 
     from attnviz.batch.progress import Progress

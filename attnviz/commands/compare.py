@@ -53,7 +53,7 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     check_target(out, inputs=(image_path,), overwrite=options.overwrite)
     names = read_labels(options.labels) if options.labels else None
     encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
-    if options.topk > len(encoder.labels):
+    if options.topk > len(encoder.labels) and not encoder.headless:
         raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {len(encoder.labels)} classes")
     image = load_image(image_path).image
     panels: list[Panel] = []

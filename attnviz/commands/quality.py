@@ -16,7 +16,7 @@ from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
 from attnviz.models.base import Encoder
 from attnviz.models.registry import create_encoder
-from attnviz.options import DEFAULT_ENCODER, DEFAULT_SIZE, SCORER_MODES, Mode, Query
+from attnviz.options import CLASS_FREE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, SCORER_MODES, Mode, Query
 
 if TYPE_CHECKING:
     from attnviz.quality.evaluate import EvalRow
@@ -66,7 +66,8 @@ def tile_classes(encoder: Encoder, images: Sequence[Image.Image], mosaic_size: i
 
     side = mosaic_size // 2
     explainer = Explainer(encoder, Mode.dot, side)
-    return [explainer.infer(explainer.preprocess(square(im, side))[None], [None])[0].target.index for im in images]
+    found = [explainer.infer(explainer.preprocess(square(im, side))[None], [None])[0].target for im in images]
+    return [-1 if target is None else target.index for target in found]
 
 
 def run_eval(
@@ -123,6 +124,7 @@ def run_singles(
             f"{folder}: no photo with a mask whose object the encoder recognises on its own "
             f"({masked} with masks; masks come from alpha channels or NAME.mask.png files)"
         )
+    modes = modes or (CLASS_FREE_MODES if encoder.headless else SCORER_MODES)  # a backbone draws those alone
     rows = singles_rows(encoder, list(dict.fromkeys(modes)), size, gradcam)
     progress = Progress(sys.stderr, len(rows) * len(photos), enabled=sys.stderr.isatty(), unit="maps")
     for row in rows:

@@ -66,6 +66,12 @@ class Encoder(nn.Module):
         #: The one square input size of a model that takes no other (torchvision's ViT); None: any size.
         self.fixed_size: int | None = None
         self._channels_last = False
+        #: Sides of the probe pictures (see SMALL_PROBE, GEOMETRY_PROBE); a model whose patches must divide its
+        #: input (timm's ViT-S/14) gets multiples of 14 instead.
+        self.probe_sides = (SMALL_PROBE, GEOMETRY_PROBE)
+        #: A backbone without a classifier (timm's `num_classes=0`): its output is features, not class scores, so
+        #: it has no labels and draws only the modes that need no class (a transformer's own attention).
+        self.headless = False
 
     # -- what subclasses provide ----------------------------------------------------------------------------
 
@@ -117,7 +123,10 @@ class Encoder(nn.Module):
             grid = as_grid(output, x.shape[-2], x.shape[-1])  # NCHW, NHWC or tokens -> (B, C, H', W')
             if grid is None:
                 raise UsageError(f"layer {self.layer!r} of encoder {self.name} gives no spatial map at this size")
-            cells = grid.cells.detach().requires_grad_() if track_features else grid.cells
+            if not track_features:  # a copy of our own: an in-place activation after this layer cannot change it,
+                captured.append(grid.cells.clone())  # and the network's own graph (its attention's) stays whole
+                return None
+            cells = grid.cells.detach().requires_grad_()
             captured.append(cells)
             # the rest of the network runs on the cells (so the logits can be differentiated by them), as a copy:
             # an in-place activation after this layer must neither change the captured map nor act on a leaf
@@ -138,7 +147,7 @@ class Encoder(nn.Module):
         from attnviz.models.folding import fold_batch_norms
 
         # smooth noise, not zeros: a constant picture could hide a wrong fold (seeded: no global RNG touched)
-        side = self.fixed_size or SMALL_PROBE
+        side = self.fixed_size or self.probe_sides[0]
         noise = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))  # (1, 3, side, side)
         probe = noise.to(next(self.parameters()).device)
         fold_batch_norms(self, probe, self.name)
@@ -169,7 +178,7 @@ class Encoder(nn.Module):
     def geometry(self) -> tuple[int, int]:
         """(channels, stride) of the feature map in use, measured with one small forward pass."""
         if self._geometry is None:
-            probe = self.fixed_size or GEOMETRY_PROBE
+            probe = self.fixed_size or self.probe_sides[1]
             device = next(self.parameters()).device
             with torch.inference_mode():
                 features, _ = self(torch.zeros(1, 3, probe, probe, device=device))
@@ -189,7 +198,7 @@ class Encoder(nn.Module):
 
         Listed with cells of at least `min_stride` pixels; a layer named by the user may be finer.
         """
-        probe = self.fixed_size or SMALL_PROBE
+        probe = self.fixed_size or self.probe_sides[0]
         names = {module: name.removeprefix("model.") for name, module in self.named_modules() if name}
         seen: list[str] = []
 

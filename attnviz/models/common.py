@@ -16,9 +16,10 @@ def final_linear_key(model: nn.Module) -> str | None:
     return f"{linears[-1]}.weight" if linears else None
 
 
-def classes_in_state(state: dict[str, Tensor], model: nn.Module, default: int) -> int:
-    """Number of classes a weights file was trained for (a fine-tuned head), read off its final linear layer."""
-    key = final_linear_key(model)
+def classes_in_state(state: dict[str, Tensor], model: nn.Module, default: int, key: str | None = None) -> int:
+    """Number of classes a weights file was trained for (a fine-tuned head), read off its classifier's weight
+    (`key`, by default the model's final linear layer's)."""
+    key = key or final_linear_key(model)
     if key is not None and key in state and state[key].dim() == 2:
         return int(state[key].shape[0])
     return default

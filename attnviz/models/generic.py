@@ -26,6 +26,9 @@ from attnviz.options import TRAINED_SIZE
 #: Probe picture (h, w), 128 x 160: not square, so a model that takes only one size shows it, and rows are told
 #: from columns.
 _PROBE = (SMALL_PROBE, SMALL_PROBE * 5 // 4)
+#: The probe for a model whose patches must divide its input and are 14 pixels (DINOv2, EVA-02): 112 x 140, with
+#: (112, 224) as the sides of its small and geometry probes.
+_PROBE_14 = (112, 140)
 
 
 def logits_of(output: object) -> Tensor:
@@ -61,15 +64,18 @@ class ModuleEncoder(Encoder):
         labels: list[str] | None = None,
         *,
         layer: str | None = None,
+        headless: bool = False,
         **kwargs: Any,
     ) -> None:
         trained = int(kwargs.pop("trained_size", TRAINED_SIZE))
         super().__init__(name, labels or [], trained_size=trained, **kwargs)
         self.model = model.eval()
+        self._probe_hw = _PROBE
         self.fixed_size, classes = self._sizes(trained)
-        if labels is not None and len(labels) != classes:
+        self.headless = headless  # the output is pooled features: no labels, and no class to explain
+        if labels is not None and len(labels) != classes and not headless:
             raise UsageError(f"encoder {name}: {len(labels)} labels for {classes} classes")
-        self.labels = labels or [f"class {i}" for i in range(classes)]
+        self.labels = [] if headless else labels or [f"class {i}" for i in range(classes)]
         if layer is None:  # found on the graph: a grid by construction, no need to check it again
             self.default_layer = self.find_layer()
             self.layer = self.default_layer
@@ -78,19 +84,23 @@ class ModuleEncoder(Encoder):
             self.use_layer(layer)
 
     def _probe(self) -> Tensor:
-        h, w = (self.fixed_size, self.fixed_size) if self.fixed_size else _PROBE
+        h, w = (self.fixed_size, self.fixed_size) if self.fixed_size else self._probe_hw
         return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))  # (1, 3, h, w)
 
     def _sizes(self, trained: int) -> tuple[int | None, int]:
         """(the one square size the model takes, or None when it takes any; its number of classes)."""
-        try:
-            with torch.inference_mode():
-                output = self.model(torch.zeros(1, 3, *_PROBE))
-            return None, int(logits_of(output).shape[-1])
-        except UsageError:
-            raise
-        except Exception:  # a model that refuses the size, in whatever words: try its trained size
-            pass
+        for probe in (_PROBE, _PROBE_14):
+            try:
+                with torch.inference_mode():
+                    output = self.model(torch.zeros(1, 3, *probe))
+                self._probe_hw = probe
+                if probe is _PROBE_14:
+                    self.probe_sides = (probe[0], 2 * probe[0])
+                return None, int(logits_of(output).shape[-1])
+            except UsageError:
+                raise
+            except Exception:  # a model that refuses the size, in whatever words: try the next, then its trained size
+                pass
         try:
             with torch.inference_mode():
                 classes = int(logits_of(self.model(torch.zeros(1, 3, trained, trained))).shape[-1])

@@ -46,12 +46,30 @@ def build_timm(name: str, weights: str | None) -> Encoder:
         state = load_state_dict(weights)
         probe = create_timm_model(name)
         default_classes = int(getattr(probe, "num_classes", 1000))
-        classes = classes_in_state(state, probe, default_classes)
+        classes = _classes_in_state(state, probe, default_classes)
         model = probe if classes == default_classes else create_timm_model(name, num_classes=classes)
         load_into(model, state, weights, f"timm:{name}")
     else:
         model = _timm_pretrained(name)
     return timm_encoder(f"timm:{name}", model)
+
+
+def _classes_in_state(state: dict[str, Tensor], probe: nn.Module, default: int) -> int:
+    """Classes of the head in `state`, 0 when it has none (a backbone such as DINOv2's, saved without a head).
+
+    The head is found by the name timm gives it (`pretrained_cfg["classifier"]`), not as the last linear layer:
+    in a model built without classes that is an MLP's."""
+    head = (getattr(probe, "pretrained_cfg", {}) or {}).get("classifier")
+    if isinstance(head, (list, tuple)):  # distilled models: (head, head_dist)
+        head = head[0] if head else None
+    if not isinstance(head, str):
+        return classes_in_state(state, probe, default)
+    weight = state.get(f"{head}.weight")
+    if weight is not None and weight.dim() == 2:
+        return int(weight.shape[0])
+    if any(key.startswith(f"{head}.") for key in state):  # a head of another form: the mismatch will say how
+        return default
+    return 0
 
 
 def create_timm_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -72,18 +90,14 @@ def timm_encoder(name: str, model: nn.Module, labels: list[str] | None = None) -
 
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     classes = int(getattr(model, "num_classes", 1000))
-    if classes == 0:  # a backbone: its output is pooled features, not class scores
-        raise UsageError(
-            f"encoder {name} has no classifier (num_classes=0): every mode needs class scores; give weights with a "
-            "head, or a model built with classes"
-        )
     kwargs: dict[str, Any] = {
         "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
         "std": tuple(cfg.get("std", IMAGENET_STD)),
         "resample": "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear",
         "trained_size": smaller_side(tuple(cfg.get("input_size", ()))[1:], TRAINED_SIZE),  # (C, H, W)
     }
-    labels = labels or (imagenet_labels() if classes == 1000 else numbered_labels(classes))
+    # a backbone's output is pooled features, not class scores: it has no labels
+    labels = [] if classes == 0 else labels or (imagenet_labels() if classes == 1000 else numbered_labels(classes))
     probe = torch.zeros(1, 3, 96, 128)
     try:
         with torch.inference_mode():
@@ -93,8 +107,10 @@ def timm_encoder(name: str, model: nn.Module, labels: list[str] | None = None) -
     except Exception:  # fixed-size models and the like: the generic path sorts them out
         native = False
     if native:
-        return TimmEncoder(name, model, labels, **kwargs)
-    return ModuleEncoder(name, model, labels if classes else None, **kwargs)
+        encoder = TimmEncoder(name, model, labels, **kwargs)
+        encoder.headless = classes == 0
+        return encoder
+    return ModuleEncoder(name, model, labels if classes else None, headless=classes == 0, **kwargs)
 
 
 def timm_cached_file(name: str) -> str | None:

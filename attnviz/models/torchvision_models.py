@@ -59,14 +59,25 @@ class TorchvisionEncoder(Encoder):
 
 
 def torchvision_geometry(name: str) -> tuple[int, int]:
-    """(channels, stride) of a torchvision classifier's last feature map, from shapes alone (no weights, no compute)."""
+    """(channels, stride) of a torchvision classifier's last feature map, from shapes alone where the architecture
+    builds on the meta device (no weights, no compute)."""
+    model = _probe(name)
+    encoder = TorchvisionEncoder(name, model, [], mean=IMAGENET_MEAN, std=IMAGENET_STD, check_head=False)
+    with torch.inference_mode():
+        features = encoder.forward_features(torch.zeros(1, 3, 224, 224, device=next(model.parameters()).device))
+    return int(features.shape[1]), 224 // int(features.shape[-1])
+
+
+def _probe(name: str) -> nn.Module:
+    """The architecture without weights, only to read its module names: built on the meta device (no memory, no
+    initialisation) where its constructor allows it, else on the CPU (RegNet's computes its widths from data)."""
     from torchvision.models import get_model
 
-    with torch.device("meta"):
-        model = get_model(name, weights=None)
-        encoder = TorchvisionEncoder(name, model, [], mean=IMAGENET_MEAN, std=IMAGENET_STD, check_head=False)
-        features = encoder.forward_features(torch.zeros(1, 3, 224, 224))
-    return int(features.shape[1]), 224 // int(features.shape[-1])
+    try:
+        with torch.device("meta"):
+            return get_model(name, weights=None)  # type: ignore[no-any-return]
+    except (NotImplementedError, RuntimeError):
+        return get_model(name, weights=None)  # type: ignore[no-any-return]
 
 
 def _cached_file(url: str) -> Path:
@@ -100,8 +111,7 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
     trained_size = smaller_side(getattr(transforms, "crop_size", None), TRAINED_SIZE)
     if weights is not None:
         state = load_state_dict(weights)
-        with torch.device("meta"):
-            probe = get_model(name, weights=None)
+        probe = _probe(name)
         classes = classes_in_state(state, probe, len(default.meta["categories"]))
         model = get_model(name, weights=None, num_classes=classes)
         load_into(model, state, weights, name)

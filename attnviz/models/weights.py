@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
@@ -73,7 +74,15 @@ def mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
 
 
 def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str, what: str) -> None:
+    """A strict load of `state` into `model`, or one line naming the keys that differ.
+
+    A safetensors file (or a dict rebuilt from a checkpoint) carries no module versions, which some modules read
+    while loading (torchvision's MNASNet refuses a state dict without one). The keys and shapes were checked to be
+    exactly the model's own, so the model's own versions are the file's.
+    """
     problem = mismatch(model, state)
     if problem is not None:
         raise InputError(f"{source} does not fit {what}: {problem}")
-    model.load_state_dict(state, strict=True)
+    versioned = OrderedDict(state)
+    versioned._metadata = getattr(state, "_metadata", None) or model.state_dict()._metadata  # type: ignore[attr-defined]
+    model.load_state_dict(versioned, strict=True)

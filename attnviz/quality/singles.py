@@ -109,7 +109,8 @@ def load_singles(
         if mask is None or not mask.any():
             continue
         masked += 1
-        index, prob = reference_class(encoder, image, mask)
+        # a backbone has no classes: every masked photo is rated, on its map alone
+        index, prob = (-1, 1.0) if encoder.headless else reference_class(encoder, image, mask)
         if prob >= min_prob:
             singles.append(Single(path, image, mask, index, prob))
     return singles, masked
@@ -122,6 +123,7 @@ class SinglesRow:
     name: str
     explain: Callable[[Image.Image, int], tuple[int, np.ndarray]] = field(repr=False)  # -> top-1, (H, W) heat
     photos: int = 0
+    classed: int = 0
     recognised: int = 0
     hits: int = 0
     energy: float = 0.0
@@ -131,7 +133,8 @@ class SinglesRow:
         top1, heat = self.explain(single.image, single.reference)
         x, y = render.peak(heat)
         self.photos += 1
-        self.recognised += int(top1 == single.reference)
+        self.classed += int(single.reference >= 0)  # a backbone's photos have no class to recognise
+        self.recognised += int(top1 == single.reference >= 0)
         self.hits += int(single.mask[y, x])
         total = float(heat.sum())
         self.energy += float(heat[single.mask].sum()) / total if total > 0 else 0.0
@@ -142,7 +145,7 @@ class SinglesRow:
         return {
             "method": self.name,
             "photos": self.photos,
-            "recognition": round(self.recognised / n, 4),
+            "recognition": round(self.recognised / self.classed, 4) if self.classed else None,
             "pointing": round(self.hits / n, 4),
             "energy": round(self.energy / n, 4),
             "regions": round(self.regions / n, 3),
@@ -181,9 +184,10 @@ def explainer_row(name: str, explainer: Explainer) -> SinglesRow:
     def explain(image: Image.Image, reference: int) -> tuple[int, np.ndarray]:
         small = explainer.preprocess_classify(image)
         recognise = None if small is None else small[None]
-        result = explainer.infer_classes(explainer.preprocess(image)[None], [[reference]], recognise=recognise)[0][0]
+        wanted = [[reference]] if reference >= 0 else None  # -1: a backbone's photo, with no class
+        result = explainer.infer_classes(explainer.preprocess(image)[None], wanted, recognise=recognise)[0][0]
         heat = render.draw_map(result.scores, image.width, image.height)
-        return result.topk[0].index, heat
+        return (result.topk[0].index if result.topk else -1), heat
 
     return SinglesRow(name, explain)
 
@@ -213,7 +217,7 @@ def singles_rows(encoder: Encoder, modes: Sequence[Mode], size: int, gradcam: bo
             explainer_row(f"{mode.value} {trained} only", Explainer(encoder, mode, trained, classify_size=trained))
         )
         rows.append(explainer_row(f"{mode.value} {size} only", Explainer(encoder, mode, size, classify_size=size)))
-    if gradcam:
+    if gradcam and not encoder.headless:
         rows.append(gradcam_row(encoder))
     return rows
 
@@ -223,7 +227,8 @@ def format_singles(rows: Sequence[SinglesRow], kept: int, masked: int, min_prob:
     lines = [f"{'method':<{width}} {'recognition':>11} {'pointing':>8} {'energy':>7} {'regions':>7}"]
     for r in rows:
         j = r.to_json()
-        figures = f"{j['recognition']:>11.3f} {j['pointing']:>8.3f} {j['energy']:>7.3f} {j['regions']:>7.2f}"
+        recognition = "-" if j["recognition"] is None else f"{j['recognition']:.3f}"
+        figures = f"{recognition:>11} {j['pointing']:>8.3f} {j['energy']:>7.3f} {j['regions']:>7.2f}"
         lines.append(f"{r.name:<{width}} {figures}")
     lines.append(
         f"{kept} photos of {masked} with masks (the object alone recognised with p >= {min_prob}); "

@@ -48,8 +48,9 @@ def to_table(records: list[dict[str, Any]]) -> pa.Table:
 
 
 def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _without_nulls(v) for key, v in value.items() if v is not None}
+    if isinstance(value, dict):  # a map's null target (a backbone's map explains no class) is said, not left out
+        mapped = value.get("peak") is not None
+        return {key: _without_nulls(v) for key, v in value.items() if v is not None or (key == "target" and mapped)}
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from attnviz.render.overlay import colormap_lut
+
+if TYPE_CHECKING:
+    from attnviz.results import Prediction
 
 #: Band height as a share of the picture's shorter side, within these bounds in pixels.
 _BAND_SHARE = 0.06
@@ -13,9 +18,13 @@ _BAND_MIN, _BAND_MAX = 22, 96
 _INK, _PAPER = (20, 20, 20), (248, 248, 248)
 
 
-def caption(label: str, prob: float, mode: str) -> str:
-    """`espresso  p=0.687  (concat)`; of a list of synonyms (`tabby, tabby cat`) the first."""
-    return f"{label.split(',')[0].strip() or label}  p={prob:.3f}  ({mode})"
+def caption(target: Prediction | None, mode: str) -> str:
+    """`espresso  p=0.687  (concat)`; of a list of synonyms (`tabby, tabby cat`) the first. A backbone's map,
+    which explains no class, says only its mode: `attention (cls)`."""
+    if target is None:
+        return f"attention  ({mode})"
+    label = target.label
+    return f"{label.split(',')[0].strip() or label}  p={target.prob:.3f}  ({mode})"
 
 
 def annotate(pixels: np.ndarray, text: str, colormap: str) -> np.ndarray:

@@ -74,7 +74,7 @@ class Panel:
     """
 
     mode: str
-    target: Prediction
+    target: Prediction | None  # None: a backbone's map, which explains no class
     heatmap: np.ndarray  # (H, W) float32 in [0, 1], the photo's size
 
 
@@ -95,6 +95,8 @@ def mode_name(mode: str) -> str:
 
 def panel_title(panel: Panel) -> tuple[str, str]:
     """The two lines above an overlay: the scorer, then `label (p=0.123)`."""
+    if panel.target is None:
+        return mode_name(panel.mode), "no class (a backbone)"
     return mode_name(panel.mode), f"{short_label(panel.target.label)} (p={format_prob(panel.target.prob)})"
 
 
