@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
