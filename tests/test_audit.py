@@ -188,3 +188,22 @@ def test_the_audit_finds_a_planted_shortcut(tmp_path: Path) -> None:
     # model itself misses a tag now and then (14 of 16 here; 29 of 30 in scripts/shortcut.py's larger run)
     assert found.precision >= 0.9 and found.recall_in_class >= 0.9 and found.recall >= 0.8, found
     assert min(found.peak) > 0.6, found  # the tag's strategy peaks in the bottom-right corner, at the tag
+
+
+def test_a_backbones_records_audit_as_one_group_without_probabilities(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A backbone's maps explain no class (`"target": null`): the audit groups them together, flags no low
+    probability, and writes a page whose data says `null` where a class's probability would be."""
+    records = [record(f"a{k:02d}.jpg", blob(8, 8, 3.5, 3.5, 1.5, k)) for k in range(12)]
+    records += [record(f"b{k}.jpg", blob(8, 8, 7, 7, 0.5, k)) for k in range(3)]
+    for r in records:
+        r["target"] = None
+    found = analyse([dict(r) for r in records])
+    assert [f.label for f in found] == ["no class (a backbone)"] and found[0].clustered
+    source = tmp_path / "backbone.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run(capsysbinary, "audit", "--from", source, "-o", tmp_path / "audit")
+    assert code == 0, err
+    written = [json.loads(line) for line in (tmp_path / "audit" / RECORDS).read_text().splitlines()]
+    assert all(r["target"] is None and "low_prob" not in r["flags"] for r in written)
+    page = (tmp_path / "audit" / "report.html").read_text()
+    assert '"prob":null' in page.replace(" ", "") and "NaN" not in page

@@ -44,14 +44,14 @@ def read_records(source: str | os.PathLike[str]) -> tuple[list[Record], list[Rec
     """(records with weights, error records) from a .jsonl or .parquet file, or a folder of them.
 
     A last line cut short (an interrupted run) is dropped; any other unreadable line is an error naming the line.
-    Null fields and encoded overlays (a Ray run's `overlays` column) are left out. Records without weights (a plain
+    Null fields (but a backbone's `"target": null`) and encoded overlays (a Ray run's `overlays` column) are left out. Records without weights (a plain
     `run --json`) cannot be analysed and are refused.
     """
     records, errors = [], []
     for path in records_files(source):
         rows = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
         for full in rows:
-            row = {key: value for key, value in full.items() if value is not None and key != "overlays"}
+            row = {k: v for k, v in full.items() if (v is not None or k == "target") and k != "overlays"}
             if row.get("error"):
                 errors.append({"input": row.get("input"), "error": row["error"]})
             elif not row.get("skipped"):
