@@ -44,8 +44,8 @@ def read_records(source: str | os.PathLike[str]) -> tuple[list[Record], list[Rec
     """(records with weights, error records) from a .jsonl or .parquet file, or a folder of them.
 
     A last line cut short (an interrupted run) is dropped; any other unreadable line is an error naming the line.
-    Null fields (but a backbone's `"target": null`) and encoded overlays (a Ray run's `overlays` column) are left out. Records without weights (a plain
-    `run --json`) cannot be analysed and are refused.
+    Null fields (but a backbone's `"target": null`) and encoded overlays (a Ray run's `overlays` column) are left
+    out. Records without weights (a plain `run --json`) cannot be analysed and are refused.
     """
     records, errors = [], []
     for path in records_files(source):
