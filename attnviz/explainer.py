@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from attnviz import render
 from attnviz.attention.datafree import cached_scorer
-from attnviz.attention.relevance import class_weights
+from attnviz.attention.queries import class_queries
+from attnviz.attention.relevance import attention_maps
 from attnviz.attention.scorers import Scorer
 from attnviz.attention.transformer import Recorded, TransformerAttention
 from attnviz.errors import UsageError
@@ -223,7 +224,7 @@ class Explainer:
         grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
         scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
         weights = grid_weights.reshape(-1, rows, cols).cpu().numpy()
-        labels = self.encoder.labels
+        labels, size = self.encoder.labels, (x.shape[3], x.shape[2])
         results: list[list[GridResult]] = []
         m = 0
         for i, wanted in enumerate(chosen):
@@ -233,17 +234,8 @@ class Explainer:
             maps = []
             for index in wanted:
                 target = None if probs is None else Prediction(index, labels[index], float(probs[i, index]))
-                maps.append(
-                    GridResult(
-                        input_size=(x.shape[3], x.shape[2]),
-                        grid=(rows, cols),
-                        scores=scores[m],
-                        weights=weights[m],
-                        target=target,
-                        topk=topk[: self.topk],
-                        classify_size=classify_size,
-                    )
-                )
+                grid = {"grid": (rows, cols), "scores": scores[m], "weights": weights[m], "target": target}
+                maps.append(GridResult(input_size=size, **grid, topk=topk[: self.topk], classify_size=classify_size))
                 m += 1
             results.append(maps)
         return results
@@ -260,48 +252,12 @@ class Explainer:
             with torch.inference_mode():
                 scored = self.scorer(cells[owner], queries.float())  # (M, N)
             return scored.weights, scored.scores
-        weights = self._attention_weights(seen, logits, chosen, rows, cols)
+        weights = attention_maps(self.attention, seen, logits, chosen, rows, cols)
         return weights, self.attention.scores(weights)
 
-    def _attention_weights(
-        self, seen: Recorded, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
-    ) -> Tensor:
-        """(M, rows * cols): the class-free map repeated for each class asked, or one class-specific map each."""
-        attention = self.attention
-        assert attention is not None
-        if not attention.needs_gradients:
-            owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=logits.device)
-            return attention.weights(seen, rows, cols)[owner]  # (M, N)
-        # a map per class: one backward pass for each class rank, all images at once
-        per_rank: list[dict[int, Tensor]] = []
-        for rank in range(max(len(wanted) for wanted in chosen)):
-            images = [i for i, wanted in enumerate(chosen) if len(wanted) > rank]
-            picked = [chosen[i][rank] for i in images]
-
-            def pick(scores: Tensor, images: list[int] = images, picked: list[int] = picked) -> Tensor:
-                return scores[images, picked].sum()  # each image's own class score, summed
-
-            weights = class_weights(attention, seen, logits, pick, rows, cols)  # (B, N)
-            per_rank.append({i: weights[i] for i in images})
-        return torch.stack([per_rank[r][i] for i, wanted in enumerate(chosen) for r in range(len(wanted))])
-
     def queries(self, features: Tensor, logits: Tensor, chosen: list[list[int]]) -> Tensor:
-        """(M, C) queries, one per requested map, in image-then-class order.
-
-        Gradient queries sum d(logit_c)/d(h_i) over the cells: N times Grad-CAM's channel weights, which for a
-        pool-then-linear head is exactly the classifier row, so both kinds of query give the same map there.
-        """
-        if self.query is Query.classifier:
-            vectors = self.encoder.class_vectors()
-            assert vectors is not None
-            flat = torch.tensor([c for wanted in chosen for c in wanted], device=vectors.device)
-            return vectors[flat].detach()
-        rows = []
-        for i, wanted in enumerate(chosen):
-            for c in wanted:
-                (grad,) = torch.autograd.grad(logits[i, c], features, retain_graph=True)  # (B, C, H', W')
-                rows.append(grad[i].sum(dim=(1, 2)))  # (C,)
-        return torch.stack(rows).detach()
+        """(M, C) queries, one per requested map, in image-then-class order (see `attention.queries`)."""
+        return class_queries(self.encoder, self.query, features, logits, chosen)
 
     def draw(
         self,

@@ -6,13 +6,13 @@ import os
 
 import torch
 
-from attnviz import __version__
 from attnviz.attention.cache import fingerprint
 from attnviz.attention.scorers import ConcatScorer, GeneralScorer, Scorer
 from attnviz.errors import InputError, UsageError
 from attnviz.io.outputs import write_bytes
 from attnviz.models.base import Encoder
 from attnviz.options import Mode
+from attnviz.version import __version__
 
 FORMAT = "attnviz-head/1"
 

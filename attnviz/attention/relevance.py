@@ -71,3 +71,24 @@ def _gradients(attention: TransformerAttention, seen: Recorded, logits: Tensor, 
         (grad,) = torch.autograd.grad(pick(head(tokens)), source, retain_graph=True)
         grads.append(grad)
     return grads
+
+
+def attention_maps(
+    attention: TransformerAttention, seen: Recorded, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
+) -> Tensor:
+    """(M, rows * cols), one row per requested map in image-then-class order: the class-free map repeated for each
+    class asked, or a class-specific map each (one backward pass per class rank, all images at once)."""
+    if not attention.needs_gradients:
+        owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=logits.device)
+        return attention.weights(seen, rows, cols)[owner]  # (M, N)
+    per_rank: list[dict[int, Tensor]] = []
+    for rank in range(max(len(wanted) for wanted in chosen)):
+        images = [i for i, wanted in enumerate(chosen) if len(wanted) > rank]
+        picked = [chosen[i][rank] for i in images]
+
+        def pick(scores: Tensor, images: list[int] = images, picked: list[int] = picked) -> Tensor:
+            return scores[images, picked].sum()  # each image's own class score, summed
+
+        weights = class_weights(attention, seen, logits, pick, rows, cols)  # (B, N)
+        per_rank.append({i: weights[i] for i in images})
+    return torch.stack([per_rank[r][i] for i, wanted in enumerate(chosen) for r in range(len(wanted))])

@@ -31,6 +31,23 @@ from attnviz.options import Mode
 MAX_PREFIX = 16
 #: Floor under the captured weights before their log is taken as the map's scores.
 _EPS = 1e-12
+#: A patch token entering the last block with over this many times the median patch norm is an artifact
+#: (Darcet et al., "Vision Transformers Need Registers"): a background token the class token reads global
+#: information from, which would otherwise be drawn as the brightest spot of a cls or rollout map.
+OUTLIER_FACTOR = 2.0
+
+
+def outlier_tokens(norms: Tensor) -> Tensor:
+    """(B, P) patch-token norms -> (B, P) bool: the artifact tokens."""
+    return norms > OUTLIER_FACTOR * norms.median(dim=1, keepdim=True).values
+
+
+def discount_outliers(weights: Tensor, norms: Tensor) -> Tensor:
+    """(B, P) patch weights with each artifact token's weight replaced by the median patch weight: the map of
+    where the class token reads the picture, not where it stores its registers."""
+    outliers = outlier_tokens(norms)
+    typical = weights.median(dim=1, keepdim=True).values.expand_as(weights)
+    return torch.where(outliers, typical, weights)
 
 
 def attention_blocks(model: nn.Module) -> list[nn.Module]:
@@ -70,6 +87,8 @@ class Recorded:
     maps: list[Tensor] = field(default_factory=list)
     sources: list[Tensor] = field(default_factory=list)
     tokens: list[Tensor] = field(default_factory=list)
+    #: (B, N) norm of each token entering the last block: where the high-norm artifact tokens show.
+    norms: list[Tensor] = field(default_factory=list)
 
 
 def layer_head(model: nn.Module) -> Callable[[Tensor], Tensor] | None:
@@ -95,6 +114,10 @@ class TransformerAttention:
         #: Each attention's block (its parent module), whose output LeGrad scores.
         self.parents = [encoder.get_submodule(names[b].rpartition(".")[0]) for b in self.blocks]
         self.layer_head = layer_head(getattr(encoder, "model", encoder))
+        #: Whether the artifact tokens' weight is discounted (`discount_outliers`) in the class-free maps.
+        self.discount = True
+        #: How many artifact tokens the last map had (for measurements).
+        self.last_outliers = 0
         if not self.blocks:
             raise UsageError(
                 f"--mode {mode.value} needs a transformer whose attention weights can be read (timm's ViT, DeiT, "
@@ -140,6 +163,10 @@ class TransformerAttention:
                 weights = output[1]  # a view of the (B * heads, N, N) softmax the values were computed from
                 keep(weights, weights._base if weights._base is not None else weights)
 
+        def grab_norms(_module: nn.Module, inputs: tuple[object, ...]) -> None:
+            if threading.get_ident() == caller and inputs and isinstance(inputs[0], Tensor):
+                seen.norms.append(inputs[0].detach().float().norm(dim=-1))  # (B, N)
+
         def grab_tokens(_module: nn.Module, _inputs: object, output: Tensor) -> None:
             if threading.get_ident() == caller and isinstance(output, Tensor):
                 seen.tokens.append(output)  # (B, N, C)
@@ -156,6 +183,8 @@ class TransformerAttention:
                 handles.append(block.get_submodule("attn_drop").register_forward_hook(grab))
             if graph:
                 handles.append(parent.register_forward_hook(grab_tokens))
+        if self.parents and self.parents[-1] is not None:
+            handles.append(self.parents[-1].register_forward_pre_hook(grab_norms))
         try:
             yield seen
         finally:
@@ -186,7 +215,13 @@ class TransformerAttention:
         prefix = self.prefix(seen, rows, cols)
         # (B, N): the class token's row, heads averaged (cls), or of the rollout
         row = seen.maps[-1].mean(dim=1)[:, 0] if self.mode is Mode.cls else rollout(seen.maps)[:, 0]
-        return normalised(row[:, prefix:])
+        patches = row[:, prefix:]  # (B, P)
+        norms = seen.norms[-1][:, prefix:] if seen.norms else None
+        if norms is not None and norms.shape == patches.shape:
+            self.last_outliers = int(outlier_tokens(norms).sum())
+            if self.discount:
+                patches = discount_outliers(patches, norms)
+        return normalised(patches)
 
     @staticmethod
     def scores(weights: Tensor) -> Tensor:

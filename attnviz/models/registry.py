@@ -35,7 +35,6 @@ def register_prefix(prefix: str, factory: Callable[[str, str | None], Encoder]) 
 
 
 def encoder_names() -> list[str]:
-    _load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -52,7 +51,6 @@ def create_encoder(
     `weights` is a local state dict file (safetensors or a torch checkpoint, loaded without unpickling code).
     `fast` folds batch norms and uses channels-last memory (see `Encoder.optimize`). `labels` names the classes.
     """
-    _load_plugins()
     prefix, sep, rest = name.partition(":")
     # building a network draws its initial weights from torch's global generator: the caller's draws stay theirs
     with torch.random.fork_rng(devices=[]):
@@ -81,8 +79,3 @@ def create_encoder(
         encoder.optimize()
     encoder.use_layer(layer)
     return encoder
-
-
-def _load_plugins() -> None:
-    """Import the builder modules, which register their encoders (the registry itself imports no model)."""
-    from attnviz.models import embedded, timm_models, torchvision_models  # noqa: F401
