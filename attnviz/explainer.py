@@ -196,16 +196,19 @@ class Explainer:
         recorded: contextlib.AbstractContextManager[Recorded] = contextlib.nullcontext(Recorded())
         if attention is not None:
             recorded = attention.recording(graph=attention.needs_gradients)
-        with recorded as seen:
+        gradients = attention.needs_gradients if attention is not None else self.query is Query.gradient
+        # a pass with gradients builds its graph even inside a caller's `torch.no_grad()` or `inference_mode()`
+        graph = torch.inference_mode(False) if gradients else contextlib.nullcontext()
+        with recorded as seen, graph:
             if attention is not None and attention.needs_gradients:
                 with torch.enable_grad():  # each block's attention on the graph, for its gradient, however frozen
                     features, logits = self.encoder(x.clone().requires_grad_())  # the network's weights are
-            elif attention is not None or self.query is Query.classifier:
+            elif not gradients:
                 with torch.inference_mode():
                     features, logits = forward(x)  # (B, C, H', W'), (B, K)
             else:
                 with torch.enable_grad():
-                    features, logits = self.encoder(x, track_features=True)
+                    features, logits = self.encoder(x.clone(), track_features=True)
         classify_size = None if recognise is None else (int(recognise.shape[3]), int(recognise.shape[2]))
         if self.encoder.headless:  # a backbone: its output is features, so no classes and one map an image
             if classes and any(classes):
@@ -221,7 +224,8 @@ class Explainer:
             top_p, top_i = probs.topk(max(self.topk, top), dim=-1)  # (B, k)
             chosen = [classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]] for i in range(len(x))]
         rows, cols = features.shape[-2:]
-        grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
+        with graph, torch.enable_grad():
+            grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
         scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
         weights = grid_weights.reshape(-1, rows, cols).cpu().numpy()
         labels, size = self.encoder.labels, (x.shape[3], x.shape[2])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from attnviz import render
-from attnviz.attention.transformer import OUTLIER_FACTOR
+from attnviz.attention.transformer import OUTLIER_FACTOR, outlier_tokens
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.models.registry import create_encoder
@@ -37,39 +37,44 @@ def main() -> None:
     torch.set_num_threads(2)
     encoder = create_encoder(args.encoder, args.weights)
     paths = sorted(p for p in Path(args.photos).glob("*.jpg"))[: args.limit or None]
-    tallies: dict[str, list[float]] = {}
+    tallies: dict[str, list[tuple[float, float]]] = {}
     flagged: list[int] = []
-    for mode in (Mode.cls, Mode.rollout):
-        for discount in (False, True):
-            explainer = Explainer(encoder, mode, device="cpu")
-            assert explainer.attention is not None
-            explainer.attention.discount = discount
-            name = f"{mode.value} {'outliers discounted' if discount else 'raw'}"
-            hits, energy = [], []
-            for path in paths:
-                image = load_image(str(path)).image
-                mask = read_mask(str(path), image.size)
-                assert mask is not None
-                result = explainer.infer_classes(explainer.preprocess(image)[None], None)[0][0]
-                heat = render.draw_map(result.scores, image.width, image.height)
+    explainers = {mode: Explainer(encoder, mode, device="cpu") for mode in (Mode.cls, Mode.rollout)}
+    for path in paths:
+        image = load_image(str(path)).image
+        mask = read_mask(str(path), image.size)
+        assert mask is not None
+        for mode, explainer in explainers.items():
+            attention = explainer.attention
+            assert attention is not None
+            with torch.inference_mode(), attention.recording() as seen:
+                features, _ = encoder(explainer.preprocess(image)[None])
+            rows, cols = features.shape[-2:]
+            if mode is Mode.cls:
+                prefix = attention.prefix(seen, rows, cols)
+                flagged.append(int(outlier_tokens(seen.norms[-1][:, prefix:]).sum()))
+            for discount in (False, True):
+                weights = attention.weights(seen, rows, cols, discount=discount).reshape(rows, cols)
+                heat = render.draw_map(attention.scores(weights).numpy(), image.width, image.height)
                 x, y = render.peak(heat)
-                hits.append(float(mask[y, x]))
-                energy.append(float(heat[mask].sum() / max(heat.sum(), 1e-12)))
-                if mode is Mode.cls and not discount:
-                    flagged.append(int(explainer.attention.last_outliers))
-            tallies[name] = [float(np.mean(hits)), float(np.mean(energy))]
+                energy = float(heat[mask].sum() / max(float(heat.sum()), 1e-12))
+                name = f"{mode.value} {'outliers discounted' if discount else 'raw'}"
+                tallies.setdefault(name, []).append((float(mask[y, x]), energy))
+    means = {name: np.mean(np.array(values), axis=0) for name, values in tallies.items()}
     report = {
         "photos": len(paths),
         "outlier_factor": OUTLIER_FACTOR,
         "outliers_per_photo": float(np.mean(flagged)) if flagged else 0.0,
-        "rows": {name: {"pointing": round(p, 4), "energy": round(e, 4)} for name, (p, e) in tallies.items()},
+        "rows": {
+            name: {"pointing": round(float(p), 4), "energy": round(float(e), 4)} for name, (p, e) in means.items()
+        },
     }
     if args.json:
         print(json.dumps(report))
         return
     per_photo = report["outliers_per_photo"]
     print(f"{len(paths)} photos; tokens over {OUTLIER_FACTOR} x the median norm: {per_photo:.2f} a photo")
-    for name, (p, e) in tallies.items():
+    for name, (p, e) in means.items():
         print(f"{name:<26} pointing {p:.3f}  energy {e:.3f}")
 
 

@@ -207,7 +207,7 @@ def test_explanations_of_the_tiny_encoder_make_a_figure(tmp_path: Path) -> None:
     figure = comparison_figure(image, built)
     assert len(image_axes(figure)) == 4
     for ax, panel in zip(image_axes(figure)[1:], built, strict=True):
-        assert panel.target.label in texts(ax)
+        assert panel.target is not None and panel.target.label in texts(ax)
     save_figure(figure, tmp_path / "tiny.pdf")
     assert (tmp_path / "tiny.pdf").read_bytes().startswith(b"%PDF")
 

@@ -17,6 +17,7 @@ def test_explain_api_returns_weights_map_target_and_topk(samples) -> None:  # ty
     assert result.weights.shape == (rows, cols) and result.weights.dtype == np.float32
     assert result.weights.sum() == pytest.approx(1.0, abs=1e-5)
     assert result.heatmap.shape == (300, 451)
+    assert result.target is not None
     assert result.target.index == 285 and result.target.label == "Egyptian cat"
     assert next(p.index for p in result.topk) == 285 and len(result.topk) == 5
     assert result.topk[0].prob >= result.topk[1].prob
@@ -30,6 +31,7 @@ def test_peak_lands_on_the_photo_of_the_target_class(lite0: Encoder, mode: Mode)
     explainer = Explainer(lite0, mode)
     cat = explainer.explain(composite, target="Egyptian cat")
     cup = explainer.explain(composite, target="espresso")
+    assert cat.target is not None and cup.target is not None
     assert cat.target.index == 285 and cup.target.index == 967
     assert cat.peak[0] < split, cat.peak
     assert cup.peak[0] >= split, cup.peak
@@ -57,5 +59,6 @@ def test_fast_encoder_draws_the_eager_maps(lite0: Encoder, mode: Mode) -> None:
     a, b = Explainer(eager, mode).explain(image), Explainer(lite0, mode).explain(image)
     assert np.abs(a.weights - b.weights).max() < 1e-4
     assert np.abs(a.heatmap - b.heatmap).max() < 1e-4
+    assert a.target is not None and b.target is not None
     assert a.peak == b.peak and a.target.index == b.target.index
     assert a.target.prob == pytest.approx(b.target.prob, abs=1e-5)

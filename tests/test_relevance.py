@@ -229,3 +229,22 @@ def test_a_backbones_record_keeps_its_null_target_through_rays_schema() -> None:
     back = [json_record(r) for r in to_table([row, error]).to_pylist()]
     assert back[0]["target"] is None and back[0]["topk"] == []
     assert back[1] == error  # an error record's null fields stay left out
+
+
+def test_class_specific_maps_inside_a_callers_no_grad_or_inference_mode() -> None:
+    encoder, _ = tiny_timm()
+    x = torch.rand(1, 3, 96, 128)
+    for mode in GRADIENT_MODES:
+        explainer = Explainer(encoder, mode, 96, device="cpu")
+        expected = explainer.infer_classes(x, [[2]])[0][0].weights
+        for context in (torch.no_grad, torch.inference_mode):
+            with context():
+                np.testing.assert_allclose(explainer.infer_classes(x, [[2]])[0][0].weights, expected, atol=1e-7)
+
+
+def test_artifact_tokens_are_discounted_to_the_median_weight() -> None:
+    from attnviz.attention.transformer import discount_outliers
+
+    weights = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    norms = torch.tensor([[10.0, 10.0, 50.0, 11.0]])  # the third token: 5x the median norm
+    torch.testing.assert_close(discount_outliers(weights, norms), torch.tensor([[0.1, 0.2, 0.2, 0.4]]))

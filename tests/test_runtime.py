@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_sweep import LABELS, build
+from test_sweep import CLASSES, build
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -75,7 +75,7 @@ def test_other_architectures_draw_torchs_maps(library: str, name: str) -> None:
     encoder = build(library, name)  # random weights, as in the conformance sweep
     encoder.optimize()  # folded and channels-last, as the command line runs them
     picture = torch.rand(3, 96, 160, generator=torch.Generator().manual_seed(2))  # (3, h, w), not square
-    assert_same_maps(encoder, picture, Backend.onnxruntime, [1, len(LABELS) - 1])
+    assert_same_maps(encoder, picture, Backend.onnxruntime, [1, CLASSES - 1])
 
 
 def test_the_export_is_cached_said_once_and_reused(_cache: Path) -> None:

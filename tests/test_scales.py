@@ -22,6 +22,7 @@ def test_classes_come_from_the_trained_scale_and_the_map_from_the_fine_one(lite0
     fine = Explainer(lite0, "dot", 448, classify_size=448).explain(image)
     assert default.classify_size == (320, 224) and default.input_size == (672, 448)
     assert [p.index for p in default.topk] == [p.index for p in trained.topk]
+    assert default.target is not None and trained.target is not None and fine.target is not None
     assert default.target.prob == pytest.approx(trained.target.prob, rel=1e-4)
     assert default.target.prob > 5 * fine.target.prob  # the 448 px pass is unsure of its espresso
     np.testing.assert_allclose(default.weights, fine.weights, atol=1e-6)  # same class, same fine map

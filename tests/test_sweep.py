@@ -4,7 +4,9 @@
 at a small input, either draw a map in every mode or refuse in one line that says why. Never a traceback.
 
 Weights are filled fast and deterministically (the architectures' own initialisers take minutes for the largest);
-batch norms get statistics far from identity so that folding is really exercised.
+batch norms get statistics far from identity so that folding is really exercised. Every architecture is then loaded
+the way a user loads it: its state dict saved to a file and read back through the product's own builder, as
+`attnviz run -e torchvision:NAME -w FILE` does.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,14 +26,15 @@ from torch import nn
 from attnviz.errors import AttnvizError
 from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
-from attnviz.models.timm_models import timm_encoder
-from attnviz.models.torchvision_models import torchvision_encoder
+from attnviz.models.timm_models import build_timm
+from attnviz.models.torchvision_models import build_torchvision
 from attnviz.options import ATTENTION_MODES, SCORER_MODES, Mode, Query
+
+from helpers import SAMPLES, run
 
 #: Input side for the sweep: small, a multiple of 32, and not square (rows and columns must not be confused).
 SIZE = 96
 CLASSES = 7
-LABELS = [f"class {i}" for i in range(CLASSES)]
 
 
 def torchvision_names() -> list[str]:
@@ -101,16 +106,46 @@ def fast_init(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def build(library: str, name: str) -> Encoder:
-    kwargs = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    """The architecture with `fast_init` weights and CLASSES classes, loaded as a user loads it: its state dict saved
+    to a file and read back by the product's own builder (`-e torchvision:NAME -w FILE`, `-e timm:NAME -w FILE`).
+    The names at even places in their list are saved as .safetensors, those at odd places with `torch.save` as .pth:
+    both formats over every family."""
     with skipped_initialisers(), torch.random.fork_rng(devices=[]):
         if library == "torchvision":
             from torchvision.models import get_model
 
             model = fast_init(get_model(name, weights=None, num_classes=CLASSES))
-            return torchvision_encoder(name, model, LABELS, **kwargs)
-        from attnviz.models.timm_models import create_timm_model
+            index = torchvision_names().index(name)
+        else:
+            from attnviz.models.timm_models import create_timm_model
 
-        return timm_encoder(f"timm:{name}", fast_init(create_timm_model(name, num_classes=CLASSES)), LABELS)
+            model = fast_init(create_timm_model(name, num_classes=CLASSES))
+            index = TIMM_NAMES.index(name)
+    state = model.state_dict()
+    del model  # the state holds the tensors: one copy of a giant, not two
+    builder = build_torchvision if library == "torchvision" else build_timm
+    with tempfile.TemporaryDirectory(prefix="attnviz-sweep-") as folder:
+        path = Path(folder) / f"{name}{'.pth' if index % 2 else '.safetensors'}"
+        save_state(state, path)
+        del state
+        with skipped_initialisers(), torch.random.fork_rng(devices=[]):
+            encoder = builder(name, str(path))
+        path.unlink()  # at once: the largest are gigabytes
+    return encoder
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """`state` as a .safetensors file (each tensor a contiguous copy of its own: safetensors refuses tensors that
+    share memory, as tied weights and views do) or, for any other suffix, with `torch.save`."""
+    if path.suffix != ".safetensors":
+        torch.save(state, path)
+        return
+    from safetensors.torch import save_file
+
+    own = {}
+    for key in list(state):  # copied one at a time, each original let go: never two copies of a giant
+        own[key] = state.pop(key).detach().clone().contiguous()
+    save_file(own, str(path))
 
 
 def maps(
@@ -195,3 +230,33 @@ def test_timm_architectures_of_every_family(name: str) -> None:
 
 def test_the_sweep_is_broad() -> None:
     assert len(TIMM_NAMES) >= 40 and len(torchvision_names()) >= 70
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+@pytest.mark.parametrize(
+    ("library", "name"),
+    [("torchvision", "mnasnet0_5"), ("torchvision", "regnet_y_400mf"), ("timm", "eva02_tiny_patch14_224")],
+)
+def test_own_state_dicts_load_without_a_traceback(
+    library: str, name: str, suffix: str, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A state dict saved from the very architecture a user names, with torch's own default initialisation, loads
+    through `-w` and draws a map: MNASNet's needs its module versions, RegNet's builder cannot be probed on the meta
+    device, EVA-02's is a backbone saved without a head (it draws its own attention, `-m cls`)."""
+    if library == "torchvision":
+        from torchvision.models import get_model
+
+        model = get_model(name, weights=None)
+    else:
+        import timm
+
+        model = timm.create_model(name)
+    path = tmp_path / f"{name}{suffix}"
+    save_state(model.state_dict(), path)
+    mode = ["-m", "cls"] if name.startswith("eva02") else []
+    out = tmp_path / "out.png"
+    code, _, err = run(
+        capsysbinary, "run", SAMPLES / "chelsea.png", "-e", f"{library}:{name}", "-w", path, "-o", out, *mode
+    )
+    assert code == 0, err
+    assert out.is_file(), err

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from attnviz.attention.transformer import Recorded, TransformerAttention, normalised
+from attnviz.errors import UsageError
 from attnviz.options import Mode
 
 #: (B, K) logits -> the scalar to differentiate: the sum over images of each one's chosen class score.
@@ -65,7 +66,12 @@ def _gradients(attention: TransformerAttention, seen: Recorded, logits: Tensor, 
     if attention.mode is Mode.grad_rollout:
         return list(torch.autograd.grad(pick(logits), seen.sources, retain_graph=True))
     head = attention.layer_head
-    assert head is not None and len(seen.tokens) == len(seen.sources)
+    assert head is not None
+    if len(seen.tokens) != len(seen.sources):  # a block whose output is not one tensor of tokens
+        raise UsageError(
+            f"--mode legrad reads each block's output tokens, which encoder {attention.name}'s blocks do not return "
+            "as one tensor: use --mode grad-rollout"
+        )
     grads = []
     for tokens, source in zip(seen.tokens, seen.sources, strict=True):  # each layer's own score, its own attention
         (grad,) = torch.autograd.grad(pick(head(tokens)), source, retain_graph=True)

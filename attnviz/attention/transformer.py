@@ -106,7 +106,7 @@ def layer_head(model: nn.Module) -> Callable[[Tensor], Tensor] | None:
 class TransformerAttention:
     """Records one forward pass's attention and turns it into (B, rows * cols) weights over the patch grid."""
 
-    def __init__(self, encoder: nn.Module, mode: Mode, name: str) -> None:
+    def __init__(self, encoder: nn.Module, mode: Mode, name: str, discount: bool = True) -> None:
         self.mode = mode
         self.name = name
         self.blocks = attention_blocks(encoder)
@@ -115,9 +115,7 @@ class TransformerAttention:
         self.parents = [encoder.get_submodule(names[b].rpartition(".")[0]) for b in self.blocks]
         self.layer_head = layer_head(getattr(encoder, "model", encoder))
         #: Whether the artifact tokens' weight is discounted (`discount_outliers`) in the class-free maps.
-        self.discount = True
-        #: How many artifact tokens the last map had (for measurements).
-        self.last_outliers = 0
+        self.discount = discount
         if not self.blocks:
             raise UsageError(
                 f"--mode {mode.value} needs a transformer whose attention weights can be read (timm's ViT, DeiT, "
@@ -183,7 +181,7 @@ class TransformerAttention:
                 handles.append(block.get_submodule("attn_drop").register_forward_hook(grab))
             if graph:
                 handles.append(parent.register_forward_hook(grab_tokens))
-        if self.parents and self.parents[-1] is not None:
+        if self.parents:
             handles.append(self.parents[-1].register_forward_pre_hook(grab_norms))
         try:
             yield seen
@@ -210,17 +208,16 @@ class TransformerAttention:
             )
         return prefix
 
-    def weights(self, seen: Recorded, rows: int, cols: int) -> Tensor:
-        """(B, rows * cols) weights summing to 1: the class token's row over the patch tokens."""
+    def weights(self, seen: Recorded, rows: int, cols: int, discount: bool | None = None) -> Tensor:
+        """(B, rows * cols) weights summing to 1: the class token's row over the patch tokens; artifact tokens
+        discounted unless `discount` (default: the attention's own setting) says otherwise."""
         prefix = self.prefix(seen, rows, cols)
         # (B, N): the class token's row, heads averaged (cls), or of the rollout
         row = seen.maps[-1].mean(dim=1)[:, 0] if self.mode is Mode.cls else rollout(seen.maps)[:, 0]
         patches = row[:, prefix:]  # (B, P)
         norms = seen.norms[-1][:, prefix:] if seen.norms else None
-        if norms is not None and norms.shape == patches.shape:
-            self.last_outliers = int(outlier_tokens(norms).sum())
-            if self.discount:
-                patches = discount_outliers(patches, norms)
+        if norms is not None and norms.shape == patches.shape and (self.discount if discount is None else discount):
+            patches = discount_outliers(patches, norms)
         return normalised(patches)
 
     @staticmethod

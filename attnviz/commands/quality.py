@@ -81,6 +81,7 @@ def run_eval(
     from attnviz.quality.mosaics import plan_mosaics
 
     encoder = create_encoder(options.encoder, options.weights)  # draws nothing at random: the caller's RNG stays
+    _needs_classes(encoder, "eval's mosaics are told apart by their tiles' classes: use --singles")
     _, images = load_folder(folder)
     if len(images) < 4:
         raise UsageError(f"{folder}: needs at least 4 readable images, found {len(images)}")
@@ -161,6 +162,7 @@ def run_fit(
     if not output.endswith(".safetensors"):
         raise UsageError(f"{output}: heads are saved as .safetensors")
     model = create_encoder(encoder, weights)
+    _needs_classes(model, "fit trains a head queried by classes")
     _, images = load_folder(folder)
     if progress:
         progress(f"{len(images)} photos; classifying them")
@@ -170,3 +172,8 @@ def run_fit(
     )
     save_head(scorer, model, output, overwrite=overwrite)
     return report
+
+
+def _needs_classes(encoder: Encoder, why: str) -> None:
+    if encoder.headless:
+        raise UsageError(f"encoder {encoder.name} has no classifier (a backbone without a head): {why}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import sys
 from pathlib import Path
@@ -80,6 +81,35 @@ def _probe(name: str) -> nn.Module:
         return get_model(name, weights=None)  # type: ignore[no-any-return]
 
 
+def _classes_in_state(state: dict[str, Tensor], probe: nn.Module, default: int) -> int:
+    """Classes of the head in `state` (a fine-tuned head), read off the layer that gives the class scores in the
+    architecture as built by default (the one with `default` outputs): SqueezeNet's is a 1x1 convolution, not a
+    linear layer. The last of them, so the aux heads of GoogLeNet and Inception v3 are passed over; when no layer
+    gives `default`, the final linear layer's."""
+    layers = [
+        name
+        for name, module in probe.named_modules()
+        if (isinstance(module, nn.Linear) and module.out_features == default)
+        or (isinstance(module, nn.Conv2d) and module.out_channels == default)
+    ]
+    if not layers:
+        return classes_in_state(state, probe, default)
+    weight = state.get(f"{layers[-1]}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() >= 2 else default
+
+
+def _vit_side(state: dict[str, Tensor], probe: nn.Module) -> int | None:
+    """The input side a torchvision ViT's state dict is for, read off its position embeddings (a class token and a
+    square grid of patches); None for any other architecture."""
+    position = state.get("encoder.pos_embedding")
+    patch = getattr(probe, "patch_size", None)
+    if position is None or position.dim() != 3 or not isinstance(patch, int):
+        return None
+    cells = int(position.shape[1]) - 1
+    side = math.isqrt(max(cells, 0))
+    return side * patch if side > 0 and side * side == cells else None
+
+
 def _cached_file(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
@@ -112,8 +142,12 @@ def build_torchvision(name: str, weights: str | None) -> Encoder:
     if weights is not None:
         state = load_state_dict(weights)
         probe = _probe(name)
-        classes = classes_in_state(state, probe, len(default.meta["categories"]))
-        model = get_model(name, weights=None, num_classes=classes)
+        classes = _classes_in_state(state, probe, len(default.meta["categories"]))
+        # a ViT is built for one input size, that of its position embeddings (vit_h_14's default weights: 518)
+        side = _vit_side(state, probe)
+        sized = {} if side is None or side == getattr(probe, "image_size", None) else {"image_size": side}
+        model = get_model(name, weights=None, num_classes=classes, **sized)
+        trained_size = side or trained_size
         load_into(model, state, weights, name)
         labels = default.meta["categories"] if classes == len(default.meta["categories"]) else numbered_labels(classes)
         return torchvision_encoder(

@@ -134,7 +134,7 @@ class SinglesRow:
         x, y = render.peak(heat)
         self.photos += 1
         self.classed += int(single.reference >= 0)  # a backbone's photos have no class to recognise
-        self.recognised += int(top1 == single.reference >= 0)
+        self.recognised += int(single.reference >= 0 and top1 == single.reference)
         self.hits += int(single.mask[y, x])
         total = float(heat.sum())
         self.energy += float(heat[single.mask].sum()) / total if total > 0 else 0.0
@@ -213,6 +213,8 @@ def singles_rows(encoder: Encoder, modes: Sequence[Mode], size: int, gradcam: bo
     rows = []
     for mode in modes:
         rows.append(explainer_row(f"{mode.value} (defaults)", Explainer(encoder, mode, size)))
+        if encoder.headless:  # one pass, no classes: the defaults are the map's size alone
+            continue
         rows.append(
             explainer_row(f"{mode.value} {trained} only", Explainer(encoder, mode, trained, classify_size=trained))
         )
