@@ -92,6 +92,16 @@ def test_rollout_adds_the_residual_and_multiplies_the_blocks_in_order() -> None:
     assert torch.allclose(got.sum(dim=-1), torch.ones(3))
 
 
+def test_rollout_drops_the_weakest_links_of_each_block_first() -> None:
+    attention = torch.tensor([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.7, 0.05, 0.25]])
+    kept = torch.where(attention >= 0.3, attention, torch.zeros(()))  # 5 of 9 links dropped: discard 5/9
+    mix = 0.5 * kept + 0.5 * torch.eye(3)
+    expected = mix / mix.sum(dim=-1, keepdim=True)
+    got = rollout([attention[None, None]], discard=5 / 9 + 1e-6)[0]
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, rollout([attention[None, None]])[0])
+
+
 def test_registers_and_distillation_tokens_are_not_drawn_as_patches() -> None:
     for name, kwargs in (("vit_small_patch14_reg4_dinov2", {"img_size": 98}), ("deit_tiny_distilled_patch16_224", {})):
         encoder, model = tiny_vit(name, **kwargs)

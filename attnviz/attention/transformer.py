@@ -9,7 +9,10 @@ encoder's own copy of each block (never timm's global `TIMM_FUSED_ATTN`) and hoo
 weights exactly. torch's `nn.MultiheadAttention` (torchvision's ViT) is called with `need_weights=False`; while a
 pass is recorded, a pre-hook asks it for its per-head weights instead, and nothing of it changes outside that
 pass. Rollout follows Abnar & Zuidema (ACL 2020): each block's head-averaged attention gets the residual
-identity added, rows renormalised, and the blocks are multiplied from first to last.
+identity added, rows renormalised, and the blocks are multiplied from first to last. As in Gildenblat's
+vit-explain, the weakest 90% of each block's links are dropped first: without that, the many faint links to
+background tokens add up over twelve blocks into a map that is nearly flat (pointing 0.77 against 0.93 with the drop
+on held-out photos with DINOv2 ViT-S/14; docs/transformers.md).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _EPS = 1e-12
 #: (Darcet et al., "Vision Transformers Need Registers"): a background token the class token reads global
 #: information from, which would otherwise be drawn as the brightest spot of a cls or rollout map.
 OUTLIER_FACTOR = 2.0
+#: Fraction of each block's (N x N) head-averaged attention set to zero before rollout: the weakest links.
+ROLLOUT_DISCARD = 0.9
 
 
 def outlier_tokens(norms: Tensor) -> Tensor:
@@ -213,7 +218,7 @@ class TransformerAttention:
         discounted unless `discount` (default: the attention's own setting) says otherwise."""
         prefix = self.prefix(seen, rows, cols)
         # (B, N): the class token's row, heads averaged (cls), or of the rollout
-        row = seen.maps[-1].mean(dim=1)[:, 0] if self.mode is Mode.cls else rollout(seen.maps)[:, 0]
+        row = seen.maps[-1].mean(dim=1)[:, 0] if self.mode is Mode.cls else rollout(seen.maps, ROLLOUT_DISCARD)[:, 0]
         patches = row[:, prefix:]  # (B, P)
         norms = seen.norms[-1][:, prefix:] if seen.norms else None
         if norms is not None and norms.shape == patches.shape and (self.discount if discount is None else discount):
@@ -232,11 +237,16 @@ def normalised(patches: Tensor) -> Tensor:
     return patches / patches.sum(dim=1, keepdim=True).clamp_min(_EPS)
 
 
-def rollout(attentions: list[Tensor]) -> Tensor:
-    """(B, N, N) attention rollout over blocks of (B, heads, N, N) attention."""
+def rollout(attentions: list[Tensor], discard: float = 0.0) -> Tensor:
+    """(B, N, N) attention rollout over blocks of (B, heads, N, N) attention, the weakest `discard` fraction of each
+    block's links dropped first."""
     result: Tensor | None = None
     for attention in attentions:
         mixed = attention.mean(dim=1)  # (B, N, N)
+        if discard > 0:
+            flat = mixed.flatten(1)  # (B, N * N)
+            weakest = flat.topk(int(flat.shape[1] * discard), dim=1, largest=False).indices
+            mixed = flat.scatter(1, weakest, 0.0).view_as(mixed)
         eye = torch.eye(mixed.shape[-1], device=mixed.device, dtype=mixed.dtype)
         mixed = 0.5 * mixed + 0.5 * eye  # the residual path carries half of each token forward
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)
