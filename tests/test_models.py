@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from user_models import Detector, SmallNet
 
 from attnviz.errors import UsageError
 from attnviz.explainer import Explainer
@@ -19,6 +18,7 @@ from attnviz.models.grids import as_grid
 from attnviz.models.registry import create_encoder
 
 from helpers import SAMPLES, one_error_line, photo, run
+from user_models import Detector, SmallNet
 
 
 def test_a_users_module_works_through_the_python_api_and_is_left_as_it_was() -> None:
