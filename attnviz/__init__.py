@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from attnviz.version import __version__
 
 if TYPE_CHECKING:
-    from attnviz.explainer import Explainer, explain
+    from attnviz.api import explain
+    from attnviz.explainer import Explainer
     from attnviz.results import Explanation
 
 __all__ = ["Explainer", "Explanation", "__version__", "explain"]
@@ -21,10 +22,14 @@ __all__ = ["Explainer", "Explanation", "__version__", "explain"]
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `attnviz --help` and argument errors answer before torch is imported.
-    if name in ("explain", "Explainer"):
-        from attnviz import explainer
+    if name == "explain":
+        from attnviz.api import explain
 
-        return getattr(explainer, name)
+        return explain
+    if name == "Explainer":
+        from attnviz.explainer import Explainer
+
+        return Explainer
     if name == "Explanation":
         from attnviz.results import Explanation
 

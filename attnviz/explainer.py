@@ -36,6 +36,7 @@ from attnviz.options import (
     Backend,
     Mode,
     Query,
+    check_targets,
 )
 from attnviz.results import Explanation, GridResult, Prediction
 
@@ -165,6 +166,23 @@ class Explainer:
             raise UsageError(f"--target {target}: encoder {self.encoder.name} has no classifier, so no classes")
         return None if target is None else resolve_target(target, self.encoder.labels)
 
+    def check_targets(self, targets: Sequence[str | int], topk: int = 1) -> list[int]:
+        """The one check of what maps are asked for, for every command: `--target`s (names or indices) as
+        distinct class indices (`-t cup -t 968` is one map), refused with `--topk` > 1 or over the classes."""
+        check_targets(tuple(str(t) for t in targets), topk)
+        if topk > len(self.encoder.labels) and not self.encoder.headless:
+            raise UsageError(f"--topk {topk}: encoder {self.encoder.name} has only {len(self.encoder.labels)} classes")
+        indices = [self.target_index(t) for t in targets]
+        return list(dict.fromkeys(i for i in indices if i is not None))
+
+    def explain_classes(self, image: Image.Image, classes: list[int] | None = None, top: int = 1) -> list[GridResult]:
+        """The one way to explain classes of one picture: its maps for `classes` (default: its top `top`), the
+        classes ranked by the recognition pass when there are two."""
+        small = self.preprocess_classify(image)
+        recognise = None if small is None else small[None]  # (1, 3, h', w')
+        wanted = [classes] if classes else None
+        return self.infer_classes(self.preprocess(image)[None], wanted, top, recognise)[0]
+
     @property
     def two_pass(self) -> bool:
         return self.classify_size != self.size
@@ -283,9 +301,7 @@ class Explainer:
         """Where the encoder finds the evidence for `target` (default: its top-1 class) in one picture: a path, a
         Pillow image, an (H, W, 3) or (H, W) numpy array, or a (3, H, W) tensor (uint8, or floats in [0, 1])."""
         image = as_picture(image)
-        small = self.preprocess_classify(image)
-        recognise = None if small is None else small[None]
-        result = self.infer(self.preprocess(image)[None], [self.target_index(target)], recognise)[0]
+        result = self.explain_classes(image, self.check_targets([] if target is None else [target]))[0]
         return self.draw(result, image.width, image.height, interpolation)
 
 
@@ -300,22 +316,4 @@ def _cached_encoder(
     return create_encoder(name, weights, layer, labels=list(labels) if labels is not None else None)
 
 
-def explain(
-    image: Picture,
-    mode: Mode | str | None = None,
-    target: str | int | None = None,
-    encoder: str | Encoder = DEFAULT_ENCODER,
-    size: int = DEFAULT_SIZE,
-    interpolation: render.Interpolation | str = render.Interpolation.bilinear,
-    device: str = "auto",
-) -> Explanation:
-    """Explain one picture: where `encoder` finds the evidence for `target` (default: its top-1 class).
-
-    `image` is a path, a Pillow image, a numpy array or a tensor (see `Explainer.explain`). The result holds the
-    (H', W') attention weights, the map upsampled to the picture's size, the target with its probability, and the
-    top-k predictions, ranked at the encoder's trained scale.
-    """
-    return Explainer(encoder, mode, size, device=device).explain(image, target, interpolation)
-
-
-__all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query", "explain"]
+__all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from attnviz.errors import UsageError
+
 DEFAULT_ENCODER = "efficientnet_lite0"
 #: Shorter side of the pass that draws the map: a 4:3 photo gives a 14 x 19 grid at stride 32.
 DEFAULT_SIZE = 448
@@ -101,3 +103,11 @@ DEFAULT_MODE = Mode.concat
 #: compare's default panels. The data-free general and concat heads draw the same map (correlation 0.9999: concat
 #: is built to reproduce general), so a default figure shows dot and concat; a fitted --head adds its own mode.
 COMPARE_MODES = (Mode.dot, Mode.concat)
+
+
+def check_targets(targets: tuple[str, ...], topk: int) -> None:
+    """`--target` and `--topk` choose the maps two ways; one of them at a time (run and compare alike)."""
+    if topk < 1:
+        raise UsageError("--topk must be at least 1")
+    if targets and topk > 1:
+        raise UsageError("give either --target (one or more) or --topk, not both")

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from attnviz import render
+from attnviz.record import PredictionRecord
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,11 @@ class Prediction:
     label: str
     prob: float
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> PredictionRecord:
         return {"index": self.index, "label": self.label, "prob": round(self.prob, 6)}
 
 
-def prediction_json(prediction: Prediction | None) -> dict[str, object] | None:
+def prediction_json(prediction: Prediction | None) -> PredictionRecord | None:
     """A map's class as `run --json` writes it: null for a backbone's class-free map."""
     return None if prediction is None else prediction.to_json()
 

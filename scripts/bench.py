@@ -131,12 +131,14 @@ def attnviz_way(
 ) -> Callable[[], int]:
     """Build the Runner and warm it up (neither is timed); the returned callable processes the folder."""
     errors = io.StringIO()
-    runner = Runner(run_options(args, str(out), workers, backend, **(other or {})), io.BytesIO(), errors)
-    print(f"{args.way}: backend {runner.explainer.backend_note}", file=sys.stderr)
-    runner.run([str(warmup)], None)  # its output name differs from every photo's, so the timed run can follow
+    runner = Runner(run_options(args, str(out), workers, backend, **(other or {})), errors)
+    print(f"{args.way}: backend {runner.lanes.explainer.backend_note}", file=sys.stderr)
+    runner.run(
+        [str(warmup)], None, io.BytesIO()
+    )  # its output name differs from every photo's, so the timed run can follow
 
     def run() -> int:
-        if runner.run([str(folder)], None) != 0:
+        if runner.run([str(folder)], None, io.BytesIO()) != 0:
             sys.exit(f"attnviz failed:\n{errors.getvalue()}")
         return runner.writer.summary.written  # each run counts afresh
 
@@ -381,7 +383,7 @@ def child(args: argparse.Namespace) -> None:
     tune_allocator()  # as the attnviz command does
     with tempfile.TemporaryDirectory(prefix="attnviz-mem-") as out:
         errors = io.StringIO()
-        status = Runner(run_options(args, out), io.BytesIO(), errors).run([args.child], None)
+        status = Runner(run_options(args, out), errors).run([args.child], None, io.BytesIO())
         sys.stderr.write(errors.getvalue())
         sys.exit(status)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from attnviz.audit.analysis import analyse
-from attnviz.audit.records import RECORDS, read_records, write_records
+from attnviz.audit.records import RECORDS, AuditRecord, read_records, write_records
 from attnviz.audit.stats import border_mask, common_map, features, map_stats, outliers
 from attnviz.audit.strategies import strategies
 from attnviz.errors import InputError
@@ -29,7 +29,7 @@ def blob(rows: int, cols: int, y: float, x: float, spread: float = 0.6, seed: in
     return heat / heat.sum()
 
 
-def record(name: str, weights: np.ndarray, label: str = "cat", prob: float = 0.9) -> dict[str, object]:
+def record(name: str, weights: np.ndarray, label: str = "cat", prob: float = 0.9) -> AuditRecord:
     return {
         "input": name,
         "grid": list(weights.shape),
@@ -197,7 +197,7 @@ def test_a_backbones_records_audit_as_one_group_without_probabilities(capsysbina
     records += [record(f"b{k}.jpg", blob(8, 8, 7, 7, 0.5, k)) for k in range(3)]
     for r in records:
         r["target"] = None
-    found = analyse([dict(r) for r in records])
+    found = analyse([AuditRecord(**r) for r in records])
     assert [f.label for f in found] == ["no class (a backbone)"] and found[0].clustered
     source = tmp_path / "backbone.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))

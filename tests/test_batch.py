@@ -217,9 +217,9 @@ def test_ctrl_c_leaves_only_complete_files_and_a_rerun_finishes(tmp_path: Path) 
     out = tmp_path / "out"
     # Each unit of work takes at least 50 ms, so however fast the machine, the run is still going when Ctrl-C comes.
     script = (
-        SUBPROCESS_SETUP + "import time; from attnviz.batch.runner import Runner; from attnviz.cli import main\n"
-        "process = Runner.process\n"
-        "Runner.process = lambda self, chunk: (time.sleep(0.05), process(self, chunk))[1]\n"
+        SUBPROCESS_SETUP + "import time; from attnviz.batch.lanes import Lanes; from attnviz.cli import main\n"
+        "process = Lanes.process\n"
+        "Lanes.process = lambda self, chunk: (time.sleep(0.05), process(self, chunk))[1]\n"
         "sys.exit(main(sys.argv[1:]))"
     )
     command = [sys.executable, "-c", script, "run", str(folder), "-o", str(out), *TINY]
@@ -289,7 +289,7 @@ def test_each_lane_gets_its_share_of_the_cores(capsysbinary, tmp_path: Path, mon
 
     import torch
 
-    from attnviz.batch import runner as batch
+    from attnviz.batch import lanes as batch
     from attnviz.explainer import Explainer
 
     for i in range(6):
@@ -350,7 +350,7 @@ def test_ctrl_c_while_files_are_written_waits_for_them(tmp_path: Path) -> None:
     from attnviz.batch.options import RunOptions
     from attnviz.batch.runner import Runner
 
-    runner = Runner(RunOptions(encoder="tiny_test", size=64, output=str(tmp_path)), io.BytesIO(), io.StringIO())
+    runner = Runner(RunOptions(encoder="tiny_test", size=64, output=str(tmp_path)), io.StringIO())
     writer = runner.writer
     with writer.deferred_interrupts():
         writer.writing = True

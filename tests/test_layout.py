@@ -113,8 +113,8 @@ def test_the_library_leaves_the_callers_process_as_it_found_it(tmp_path: Path) -
         "from attnviz.batch.options import RunOptions\n"
         "from attnviz.batch.runner import Runner\n"
         "import io\n"
-        f"Runner(RunOptions(encoder='tiny_test', size=64, output={str(tmp_path)!r}), io.BytesIO(), io.StringIO())"
-        f".run([{str(SAMPLES / 'coffee.png')!r}], None)\n"
+        f"Runner(RunOptions(encoder='tiny_test', size=64, output={str(tmp_path)!r}), io.StringIO())"
+        f".run([{str(SAMPLES / 'coffee.png')!r}], None, io.BytesIO())\n"
         "after = (Image.MAX_IMAGE_PIXELS, os.umask(0o027), torch.get_num_threads(), torch.random.get_rng_state(),\n"
         "         np.random.get_state()[1].copy(), random.getstate())\n"
         "assert before[0] == after[0] == 89478485, after[0]\n"
@@ -160,10 +160,10 @@ def test_a_runner_runs_twice(tmp_path: Path) -> None:
     from attnviz.batch.runner import Runner
 
     options = RunOptions(encoder="tiny_test", size=64, output=str(tmp_path), overwrite=True)
-    runner = Runner(options, io.BytesIO(), io.StringIO())
+    runner = Runner(options, io.StringIO())
     photo = str(SAMPLES / "coffee.png")
-    assert runner.run([photo], None) == 0
-    assert runner.run([photo], None) == 0  # the same output again: not refused as a collision
+    assert runner.run([photo], None, io.BytesIO()) == 0
+    assert runner.run([photo], None, io.BytesIO()) == 0  # the same output again: not refused as a collision
 
 
 def test_overflowing_scores_are_rescaled_but_the_context_is_of_the_real_features() -> None:

@@ -223,9 +223,10 @@ def test_the_cli_on_a_state_dict_without_a_head(capsysbinary, tmp_path: Path) ->
 def test_a_backbones_record_keeps_its_null_target_through_rays_schema() -> None:
     pytest.importorskip("pyarrow")
     from attnviz.ray.records import json_record, to_table
+    from attnviz.record import Record
 
-    row = {"input": "a.jpg", "output": "a.png", "grid": [2, 2], "target": None, "topk": [], "peak": [1, 2]}
-    error = {"input": "b.jpg", "error": "b.jpg: not an image"}
+    row: Record = {"input": "a.jpg", "output": "a.png", "grid": [2, 2], "target": None, "topk": [], "peak": [1, 2]}
+    error: Record = {"input": "b.jpg", "error": "b.jpg: not an image"}
     back = [json_record(r) for r in to_table([row, error]).to_pylist()]
     assert back[0]["target"] is None and back[0]["topk"] == []
     assert back[1] == error  # an error record's null fields stay left out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attnviz.audit.records import Record
+from attnviz.audit.records import AuditRecord
 from attnviz.audit.stats import (
     LOW_PROB,
     SMALL_OF_LARGEST,
@@ -55,7 +55,7 @@ class ClassFindings:
 NO_CLASS = (-1, "no class (a backbone)", float("nan"))
 
 
-def target_of(record: Record) -> tuple[int, str, float]:
+def target_of(record: AuditRecord) -> tuple[int, str, float]:
     if "target" not in record:
         raise ValueError(f"record of {record.get('input')} has no target")
     target = record["target"]
@@ -66,7 +66,7 @@ def target_of(record: Record) -> tuple[int, str, float]:
     return int(target["index"]), str(target["label"]), float(target["prob"])
 
 
-def analyse(records: list[Record]) -> list[ClassFindings]:
+def analyse(records: list[AuditRecord]) -> list[ClassFindings]:
     """Adds the per-image findings to `records` (in place, ordered by input) and returns the per-class ones."""
     records.sort(key=lambda r: str(r.get("input")))
     maps = []
@@ -109,7 +109,7 @@ def analyse(records: list[Record]) -> list[ClassFindings]:
 
 
 def _class_findings(
-    index: int, label: str, members: list[int], x: np.ndarray, records: list[Record], distances: np.ndarray
+    index: int, label: str, members: list[int], x: np.ndarray, records: list[AuditRecord], distances: np.ndarray
 ) -> ClassFindings:
     """Cluster one class's maps; write each member's strategy and strategy flags, and its distance into
     `distances`."""
@@ -137,7 +137,7 @@ def _class_findings(
     return found
 
 
-def mean_map(records: list[Record], members: list[int], side: int = 24) -> np.ndarray:
+def mean_map(records: list[AuditRecord], members: list[int], side: int = 24) -> np.ndarray:
     """(side, side) mean of the members' maps, each resampled to a common square grid first."""
     stack = [resample(grid_of(records[i]["weights"], records[i]["grid"]), side) for i in members]  # type: ignore[arg-type]
     return np.mean(stack, axis=0)

@@ -7,20 +7,33 @@ The same lines come from an audit's own run, from a Ray run (`attnviz.ray`) or f
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, cast, get_type_hints
 
 from attnviz.errors import InputError
 from attnviz.io.outputs import atomic_write
+from attnviz.record import NOT_IN_JSON, Record
 
 RECORDS = "records.jsonl"
 PARQUET = "records.parquet"
 
-Record = dict[str, object]
+
+class AuditRecord(Record, total=False):
+    """A run's record (`attnviz.record.Record`) as the audit keeps it: the analysis adds these fields."""
+
+    id: int
+    cluster: int  # the strategy within its class; -1 when the class was not clustered
+    xy: list[float]  # the scatter's position
+    stats: dict[str, float]
+    flags: list[str]
+    thumb: str | None  # thumbs/NAME.jpg beside the report
+
+
+#: The fields read back: every declared one but encoded overlays (a Ray run's `overlays` column).
+_KEPT = frozenset(get_type_hints(AuditRecord)) - set(NOT_IN_JSON)
 
 
 def records_files(source: str | os.PathLike[str]) -> list[Path]:
@@ -40,20 +53,22 @@ def records_files(source: str | os.PathLike[str]) -> list[Path]:
     return [path]
 
 
-def read_records(source: str | os.PathLike[str]) -> tuple[list[Record], list[Record]]:
+def read_records(source: str | os.PathLike[str]) -> tuple[list[AuditRecord], list[AuditRecord]]:
     """(records with weights, error records) from a .jsonl or .parquet file, or a folder of them.
 
     A last line cut short (an interrupted run) is dropped; any other unreadable line is an error naming the line.
-    Null fields (but a backbone's `"target": null`) and encoded overlays (a Ray run's `overlays` column) are left
-    out. Records without weights (a plain `run --json`) cannot be analysed and are refused.
+    Null fields (but a backbone's `"target": null`), encoded overlays (a Ray run's `overlays` column) and fields
+    that `AuditRecord` does not declare are left out. Records without weights (a plain `run --json`) cannot be
+    analysed and are refused.
     """
-    records, errors = [], []
+    records: list[AuditRecord] = []
+    errors: list[AuditRecord] = []
     for path in records_files(source):
         rows = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
         for full in rows:
-            row = {k: v for k, v in full.items() if (v is not None or k == "target") and k != "overlays"}
+            row = cast(AuditRecord, {k: v for k, v in full.items() if k in _KEPT and (v is not None or k == "target")})
             if row.get("error"):
-                errors.append({"input": row.get("input"), "error": row["error"]})
+                errors.append({"input": str(row.get("input")), "error": row["error"]})
             elif not row.get("skipped"):
                 if "weights" not in row or "grid" not in row:
                     raise InputError(
@@ -63,7 +78,7 @@ def read_records(source: str | os.PathLike[str]) -> tuple[list[Record], list[Rec
     return records, errors
 
 
-def _read_jsonl(path: Path) -> list[Record]:
+def _read_jsonl(path: Path) -> list[dict[str, object]]:
     lines = path.read_bytes().split(b"\n")
     rows = []
     for number, line in enumerate(lines, 1):
@@ -81,16 +96,16 @@ def _read_jsonl(path: Path) -> list[Record]:
     return rows
 
 
-def _read_parquet(path: Path) -> list[Record]:
+def _read_parquet(path: Path) -> list[dict[str, object]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    rows: list[Record] = pq.read_table(path).to_pylist()
+    rows: list[dict[str, object]] = pq.read_table(path).to_pylist()
     return rows
 
 
-def write_records(out_dir: Path, records: Iterable[Record]) -> Path:
+def write_records(out_dir: Path, records: Iterable[AuditRecord]) -> Path:
     """records.jsonl, atomically; records.parquet beside it when pyarrow is installed."""
     rows = list(records)
     path = out_dir / RECORDS
@@ -110,29 +125,21 @@ def write_records(out_dir: Path, records: Iterable[Record]) -> Path:
     return path
 
 
-class Journal(io.RawIOBase):
-    """Where the batch runner's JSON lines go during an audit: each line is kept and appended to a journal file at
-    once, so an interrupted audit resumes from what it finished."""
+class Journal:
+    """An audit's records while it runs: each is kept and appended to a journal file at once, so an interrupted
+    audit resumes from what it finished."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self.rows: list[Record] = []
+        self.rows: list[AuditRecord] = []
         self._file = path.open("ab")
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = bytes(data)
-        for line in chunk.splitlines():
-            if line.strip():
-                self.rows.append(json.loads(line))
-                self._file.write(line + b"\n")
+    def add(self, record: Record) -> None:
+        self.rows.append(cast(AuditRecord, record))
+        self._file.write(json.dumps(record).encode() + b"\n")
         self._file.flush()
-        return len(chunk)
 
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        super().close()
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()

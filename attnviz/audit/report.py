@@ -14,7 +14,7 @@ import numpy as np
 from attnviz import render
 from attnviz.audit.analysis import ClassFindings, analyse, class_json, mean_map, target_of
 from attnviz.audit.page import write_report
-from attnviz.audit.records import Record, write_records
+from attnviz.audit.records import AuditRecord, write_records
 from attnviz.audit.stats import FLAGS, STATS
 from attnviz.errors import AttnvizError
 from attnviz.io.images import load_image
@@ -28,8 +28,8 @@ CARD_SIDE = 320
 
 def build_audit(
     out_dir: Path,
-    records: list[Record],
-    errors: list[Record],
+    records: list[AuditRecord],
+    errors: list[AuditRecord],
     meta: dict[str, object],
     *,
     colormap: str = render.DEFAULT_COLORMAP,
@@ -64,12 +64,12 @@ def _relative(out_dir: Path, path: object) -> str | None:
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))).as_posix()
 
 
-def _thumb_name(record: Record) -> str:
+def _thumb_name(record: AuditRecord) -> str:
     digest = hashlib.sha1(os.path.abspath(str(record.get("input"))).encode("utf-8", "surrogateescape")).hexdigest()
     return f"thumbs/{digest[:16]}.jpg"
 
 
-def _thumbnail(out_dir: Path, record: Record) -> None:
+def _thumbnail(out_dir: Path, record: AuditRecord) -> None:
     """thumbs/<hash of the input>.jpg, kept across resumed audits; a missing or unreadable input gets none."""
     name = _thumb_name(record)
     record["thumb"] = None
@@ -86,7 +86,7 @@ def _thumbnail(out_dir: Path, record: Record) -> None:
 
 
 def _strategy_pictures(
-    out_dir: Path, records: list[Record], found: list[ClassFindings], colormap: str, alpha: float
+    out_dir: Path, records: list[AuditRecord], found: list[ClassFindings], colormap: str, alpha: float
 ) -> list[tuple[tuple[int, int], str]]:
     """Each strategy's mean map over its most typical image (the member closest to its centre)."""
     made = []
@@ -108,7 +108,7 @@ def _strategy_pictures(
     return made
 
 
-def _page_record(out_dir: Path, record: Record) -> Record:
+def _page_record(out_dir: Path, record: AuditRecord) -> dict[str, object]:
     """What the page shows of a record: no weights, paths relative to the report."""
     index, label, prob = target_of(record)
     return {

@@ -17,6 +17,7 @@ from attnviz.options import (
     Interpolation,
     Mode,
     Query,
+    check_targets,
 )
 
 #: `-o -`: the image goes to stdout.
@@ -57,14 +58,6 @@ class RunOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     backend: Backend = Backend.auto  # what runs the network: torch or an inference runtime (see models/runtime.py)
     verbose: bool = False  # say which backend runs the network, and why
-
-
-def check_targets(targets: tuple[str, ...], topk: int) -> None:
-    """`--target` and `--topk` choose the maps two ways; one of them at a time (run and compare alike)."""
-    if topk < 1:
-        raise UsageError("--topk must be at least 1")
-    if targets and topk > 1:
-        raise UsageError("give either --target (one or more) or --topk, not both")
 
 
 def check_run_options(options: RunOptions) -> None:

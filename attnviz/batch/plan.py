@@ -12,6 +12,7 @@ from attnviz.batch.options import STDOUT, RunOptions
 from attnviz.errors import OutputError, UsageError
 from attnviz.io.inputs import STDIN, Job, expand, output_for
 from attnviz.io.outputs import check_target, image_format
+from attnviz.record import Record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +30,8 @@ class Item:
     seq: int = 0  # position in the input order
     image: Image.Image | None = None
     frames: int = 1
-    record: dict[str, object] | None = None
+    record: Record | None = None
+    weights: np.ndarray | None = field(default=None, repr=False)  # (rows, cols): the first map's grid weights
     data: bytes | None = None  # image bytes destined for stdout
     files: list[tuple[Path, bytes | np.ndarray]] = field(default_factory=list, repr=False)  # written on emission
     error: str | None = None
@@ -43,6 +45,12 @@ class Item:
         self.skipped = True
         self.record = {"input": self.job.input, "output": str(self.output), "skipped": True}
         return self
+
+
+def failed(item: Item, message: str) -> Item:
+    """The plain way to fail an input (the lanes' own also stops a --fail-fast run)."""
+    item.error = message
+    return item
 
 
 def tagged(path: Path, tag: str) -> Path:
@@ -62,7 +70,9 @@ def names_a_file(output: str) -> bool:
 class OutputPlan:
     """Turns arguments into jobs and each job into its output paths, one claim per path."""
 
-    def __init__(self, options: RunOptions, mode: str, map_tags: list[str], fail: Callable[[Item, str], Item]) -> None:
+    def __init__(
+        self, options: RunOptions, mode: str, map_tags: list[str], fail: Callable[[Item, str], Item] = failed
+    ) -> None:
         self.options = options
         self.mode = mode
         self.map_tags = map_tags

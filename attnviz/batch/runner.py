@@ -1,311 +1,99 @@
-"""Lanes: each worker thread carries a few consecutive inputs through decode, network, scores, drawing and encoding.
-
-On a CPU each lane runs the network with its share of the cores (one core each on a 2-core machine), so no stage
-waits on another and no thread pool's barrier is held up by a neighbour: measured on 2 cores, 14.5 images/s against
-11.5 for one network thread fed by decode and render pools. The calling thread only plans, writes the finished
-files and emits results, in input order (`OutputPlan`, `Writer`). At most two units of work per lane are in
-flight, so memory stays flat however many images go through.
-"""
+"""`attnviz run` on the local engine: outputs planned with no model, inputs carried through the `Lanes`, their
+files written and reported in input order."""
 
 from __future__ import annotations
 
 import sys
-import threading
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterator
 from typing import BinaryIO, TextIO
 
-import numpy as np
-import torch
-from PIL import Image
-
-from attnviz.batch.options import STDOUT, RunOptions, check_run_options
+from attnviz.batch.lanes import Lanes
+from attnviz.batch.options import RunOptions
 from attnviz.batch.plan import Item, OutputPlan
 from attnviz.batch.progress import Progress
 from attnviz.batch.stream import arrivals
 from attnviz.batch.writer import Summary, Writer
-from attnviz.errors import AttnvizError, OutputError, UsageError
-from attnviz.explainer import Explainer
-from attnviz.io.images import load_image
-from attnviz.io.outputs import encode_image, image_format, suffix_format
-from attnviz.models.devices import cpu_count, pick_device
-from attnviz.models.generic import read_labels
-from attnviz.models.registry import create_encoder
-from attnviz.render.overlay import check_style, overlay_image
-from attnviz.results import GridResult, prediction_json
-
-#: More lanes than this only multiply memory: past 4, giving each lane several cores scales as well.
-MAX_LANES = 4
-#: Lanes on a CUDA device.
-GPU_LANES = 2
-
-
-def _shapes(item: Item) -> tuple[object, object]:
-    """Inputs batch together only when both passes see the same shapes."""
-    return (
-        None if item.tensor is None else item.tensor.shape,
-        None if item.small is None else item.small.shape,
-    )
 
 
 class Runner:
-    """`attnviz run` over any inputs: plans their outputs, carries them through the lanes, writes them in order."""
+    """Plans, explains (with its own `Lanes`, or the ones given, whose model is then shared) and writes.
 
-    def __init__(self, options: RunOptions, stdout: BinaryIO, stderr: TextIO) -> None:
+    `results()` yields each input once its files are written, for a caller that collects records (the audit);
+    `run()` also reports each on stdout and stderr, as the command line does.
+    """
+
+    def __init__(self, options: RunOptions, stderr: TextIO, lanes: Lanes | None = None) -> None:
         self.options = options
-        check_run_options(options)
-        suffix_format("." + options.format.lower().lstrip("."))  # validates the format before any work
-        check_style(options.colormap, options.alpha)
-        device = pick_device(options.device)
-        # MPS aborts when two threads use it at once (pytorch#197805): there the network runs one lane at a time.
-        # On CUDA two lanes keep the GPU busy while one of them decodes and draws; more only queue on the device.
-        self.lanes = options.workers or {"cpu": min(cpu_count(), MAX_LANES), "mps": 1}.get(device, GPU_LANES)
-        self.device_lock: AbstractContextManager[object] = threading.Lock() if device == "mps" else nullcontext()
         self.stderr = stderr
-        names = read_labels(options.labels) if options.labels else None
-        encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
-        self.explainer = Explainer(
-            encoder,
-            options.mode,
-            options.size,
-            device=device,
-            query=options.query,
-            classify_size=options.classify_size,
-            head=options.head,
-            backend=options.backend,
-            threads=max(1, cpu_count() // self.lanes),  # each lane's runtime pass on its own share of the cores
-            notify=self.note,
-        )
+        self.lanes = lanes or Lanes(options, self.note)
         if options.verbose:
-            stderr.write(f"attnviz: backend: {self.explainer.backend_note}\n")
-        self.mode = self.explainer.mode
-        classes = len(encoder.labels)
-        if options.topk > classes and not encoder.headless:
-            raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {classes} classes")
-        indices = [self.explainer.target_index(t) for t in options.targets]
-        self.targets = list(dict.fromkeys(i for i in indices if i is not None))  # `-t cup -t 968` is one map
-        # one output per map: the class index in the name for --target, the rank for --topk
-        if len(self.targets) > 1:
-            map_tags = [f".{t}" for t in self.targets]
-        elif options.topk > 1:
-            map_tags = [f".top{r}" for r in range(1, options.topk + 1)]
-        else:
-            map_tags = [""]
-        self.outputs = OutputPlan(options, self.mode.value, map_tags, self.failed)
-        self.writer = Writer(options, stdout, stderr, self.failed)
-        self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
+            stderr.write(f"attnviz: backend: {self.lanes.explainer.backend_note}\n")
+        self.outputs = OutputPlan(options, self.lanes.mode.value, self.lanes.map_tags, self.lanes.failed)
+        self.writer = Writer(options, stderr, self.lanes.failed)
+        self.single = False
+        self.total: int | None = None
+        self.interrupted = False
 
     def note(self, line: str) -> None:
         if not self.options.quiet:
             self.stderr.write(f"attnviz: {line}\n")
 
-    def failed(self, item: Item, message: str) -> Item:
-        """Record a failure; with --fail-fast nothing after it in input order gets written any more."""
-        item.error = message
-        if self.options.fail_fast:
-            self.halt_after = min(self.halt_after, item.seq)
-        return item
-
-    # -- stages ---------------------------------------------------------------------------------------------
-
-    def decode(self, item: Item) -> Item:
-        try:
-            loaded = load_image(item.job.input, self.options.max_pixels)
-            item.image, item.frames = loaded.image, loaded.frames
-            item.tensor = self.explainer.preprocess(loaded.image)  # (3, h, w)
-            item.small = self.explainer.preprocess_classify(loaded.image)  # (3, h', w') or None
-        except AttnvizError as exc:
-            self.failed(item, str(exc))
-        except MemoryError:
-            self.failed(item, f"{item.job.input}: out of memory while decoding")
-        return item
-
-    def process(self, chunk: list[Item]) -> list[Item]:
-        """One lane's unit of work: decode a few consecutive inputs, run the network on each run of equal-size
-        pictures, then draw and encode every map. Files are written later, in input order, by `emit`."""
-        for item in chunk:
-            if item.error is None and not item.skipped and item.seq <= self.halt_after:
-                self.decode(item)
-        batch: list[Item] = []
-        for item in chunk:
-            if item.tensor is None:  # failed or skipped
-                continue
-            if batch and _shapes(item) != _shapes(batch[0]):
-                self.infer(batch)
-                batch = []
-            batch.append(item)
-        if batch:
-            self.infer(batch)
-        return chunk
-
-    def infer(self, batch: list[Item]) -> None:
-        tensors: list[torch.Tensor] = [item.tensor for item in batch]  # type: ignore[misc]
-        smalls = [item.small for item in batch if item.small is not None]
-        for item in batch:
-            item.tensor = item.small = None
-        if batch[0].seq > self.halt_after:  # stopping (Ctrl-C, --fail-fast): no network pass for nothing
-            for item in batch:
-                item.image = None
-            return
-        stacked = torch.stack(tensors)  # (B, 3, h, w)
-        recognise = torch.stack(smalls) if smalls else None  # (B, 3, h', w')
-        wanted = [list(self.targets) for _ in batch] if self.targets else None
-        try:
-            with self.device_lock:
-                results = self.explainer.infer_classes(stacked, wanted, top=self.options.topk, recognise=recognise)
-        except (AttnvizError, torch.cuda.OutOfMemoryError, MemoryError) as exc:  # those images fail, the run goes on
-            reason = str(exc) if isinstance(exc, AttnvizError) else "out of memory (try --batch-size 1 or --workers 1)"
-            for item in batch:
-                item.image = None
-                self.failed(item, f"{item.job.input}: {reason}")
-            return
-        for item, maps in zip(batch, results, strict=True):
-            self.finish(item, maps)
-
-    def finish(self, item: Item, maps: list[GridResult]) -> Item:
-        """Draw and encode the maps of one image, and describe them."""
-        assert item.image is not None
-        if item.seq > self.halt_after:  # an earlier input failed under --fail-fast: nothing more gets written
-            item.image = None
-            return item
-        try:
-            first = maps[0]
-            entries = []
-            for index, result in enumerate(maps):
-                output = item.outputs[index] if item.outputs else None
-                entries.append(self.render_map(item, result, output))
-            record: dict[str, object] = {
-                "input": item.job.input,
-                "output": entries[0]["output"],
-                "mode": self.mode.value,
-                "encoder": self.explainer.encoder.name,
-                "size": list(first.input_size),
-                "classify_size": list(first.classify_size or first.input_size),
-                "grid": list(first.grid),
-                "target": entries[0]["target"],
-                "topk": [p.to_json() for p in first.topk],
-                "peak": entries[0]["peak"],
-            }
-            if "scores" in entries[0]:
-                record["scores"] = entries[0]["scores"]
-            if self.options.record_weights:
-                record["weights"] = [round(float(w), 7) for w in first.weights.ravel()]
-            if len(entries) > 1:
-                record["maps"] = entries
-            if item.frames > 1:
-                record["frames"] = item.frames
-                record["frame"] = 0
-            item.record = record
-        except AttnvizError as exc:
-            self.failed(item, str(exc))
-        finally:
-            item.image = None  # free the full-size picture as soon as it is drawn
-        return item
-
-    def render_map(self, item: Item, result: GridResult, output: Path | None) -> dict[str, object]:
-        """One overlay, encoded and queued for its file (or kept for stdout); returns its JSON entry."""
-        assert item.image is not None
-        o = self.options
-        explanation = self.explainer.draw(result, item.image.width, item.image.height, o.interpolation, o.smooth)
-        pixels: np.ndarray | Image.Image = overlay_image(item.image, explanation.heatmap, o.colormap, o.alpha)
-        if o.annotate:
-            from attnviz.render.annotate import annotate, caption
-
-            text = caption(result.target, self.mode.value)
-            pixels = annotate(np.asarray(pixels), text, o.colormap)
-        fmt, save_options = image_format(output) if output else suffix_format(self.outputs.suffix)
-        try:
-            data = encode_image(pixels, fmt, save_options)
-        except (ValueError, OSError) as exc:  # e.g. WebP wider than 16383 px, JPEG over 65500 px
-            raise OutputError(f"{output or STDOUT}: cannot encode as {fmt}: {exc}") from None
-        entry: dict[str, object] = {
-            "target": prediction_json(result.target),
-            "output": str(output) if output else STDOUT,
-            "peak": list(explanation.peak),
-        }
-        if output is None:
-            item.data = data
-            return entry
-        if o.save_scores:
-            scores_path = output.with_suffix(".npy")
-            item.files.append((scores_path, result.weights.astype(np.float32)))
-            entry["scores"] = str(scores_path)
-        item.files.append((output, data))
-        return entry
-
-    # -- driver ---------------------------------------------------------------------------------------------
-
-    def run(self, arguments: list[str], stdin: BinaryIO | None) -> int:
-        jobs, total, single = self.outputs.jobs(arguments, stdin)
+    def results(self, arguments: list[str], stdin: BinaryIO | None) -> Generator[Item, None, None]:
+        """Every input, in order, once its files are written (or it failed or was skipped). A Ctrl-C ends the
+        iteration with `interrupted` set; files are written whole or not at all."""
+        jobs, self.total, self.single = self.outputs.jobs(arguments, stdin)
         self.writer.summary = Summary()
-        self.halt_after = float("inf")
         self.writer.interrupt_pending = False
-        progress = Progress(self.stderr, total, enabled=self.stderr.isatty() and not self.options.quiet and not single)
-        pending: deque[Future[list[Item]]] = deque()
-        interrupted = False
-        chunk: list[Item] = []
-        with (
-            self.writer.deferred_interrupts(),
-            self.lane_threads(),
-            ThreadPoolExecutor(self.lanes, "attnviz-lane") as lanes,
-        ):
-            try:
-                stopped = False
-                seq = 0
-                for job in arrivals(jobs, streamed=total is None):
-                    if job is not None:
-                        chunk.append(self.outputs.admit(job, single, seq))
-                        seq += 1
-                        if len(chunk) < self.options.batch_size:
-                            continue
-                    if chunk:  # full, or the next path is slow to come: start on what there is
-                        pending.append(lanes.submit(self.process, chunk))
-                        chunk = []
-                    while pending and (len(pending) >= 2 * self.lanes or pending[0].done()) and not stopped:
-                        stopped = self.emit_all(pending.popleft(), progress)
-                    if stopped:
-                        break
-                if chunk and not stopped:
-                    pending.append(lanes.submit(self.process, chunk))
-                while pending and not stopped:
-                    stopped = self.emit_all(pending.popleft(), progress)
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                self.halt_after = -1  # lanes still busy stop drawing; nothing more is written
-                for future in pending:
-                    future.cancel()
-        progress.clear()
-        return self.writer.finish(single, interrupted)
+        self.interrupted = False
+        show = self.stderr.isatty() and not self.options.quiet and not self.single
+        progress = Progress(self.stderr, self.total, enabled=show)
 
-    @contextmanager
-    def lane_threads(self) -> Iterator[None]:
-        """Each lane gets an equal share of the cores for its torch work (the network on a CPU; resizing always)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(max(1, cpu_count() // self.lanes))
+        def planned() -> Iterator[Item | None]:
+            seq = 0
+            for job in arrivals(jobs, streamed=self.total is None):
+                if job is None:
+                    yield None
+                    continue
+                yield self.outputs.admit(job, self.single, seq)
+                seq += 1
+
+        finished = self.lanes.results(planned())
         try:
-            yield
+            with self.writer.deferred_interrupts():
+                for item in finished:
+                    stop = self.writer.store(item, progress)
+                    if self.writer.interrupt_pending:  # a Ctrl-C that came while this input's files were written
+                        raise KeyboardInterrupt
+                    yield item
+                    if stop:
+                        break
+        except KeyboardInterrupt:
+            self.interrupted = True
         finally:
-            torch.set_num_threads(before)
+            finished.close()  # the lanes stop drawing; nothing more is written
+            progress.clear()
 
-    def emit_all(self, pending: Future[list[Item]], progress: Progress) -> bool:
-        """Write and report a finished unit of work; returns True to stop (--fail-fast)."""
-        for item in pending.result():
-            stop = self.writer.emit(item, progress)
-            if self.writer.interrupt_pending:  # a Ctrl-C that came while this input's files were written
-                raise KeyboardInterrupt
-            if stop:
-                return True
-        return False
+    def run(self, arguments: list[str], stdin: BinaryIO | None, stdout: BinaryIO) -> int:
+        """The command line's run: each input reported as a JSON line, its image bytes, or a line on stderr."""
+        return self.drain(arguments, stdin, lambda item: self.writer.report(item, stdout, one=self.total == 1))
+
+    def drain(self, arguments: list[str], stdin: BinaryIO | None, take: Callable[[Item], None]) -> int:
+        """Hand each finished input to `take`, then end the run: its summary, and the exit status."""
+        results = self.results(arguments, stdin)
+        try:
+            for item in results:
+                take(item)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            results.close()
+        return self.writer.finish(self.single, self.interrupted)
 
 
 def run(arguments: list[str], options: RunOptions, stdin: BinaryIO | None = None) -> int:
     """Process `arguments` (files, folders, `-` for paths on stdin); returns the exit status."""
-    runner = Runner(options, sys.stdout.buffer, sys.stderr)
-    return runner.run(arguments, stdin if stdin is not None else sys.stdin.buffer)
+    runner = Runner(options, sys.stderr)
+    return runner.run(arguments, stdin if stdin is not None else sys.stdin.buffer, sys.stdout.buffer)
 
 
-__all__ = ["RunOptions", "Runner", "Summary", "run"]
+__all__ = ["Lanes", "RunOptions", "Runner", "Summary", "run"]

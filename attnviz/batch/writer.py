@@ -15,10 +15,11 @@ from typing import BinaryIO, TextIO
 import numpy as np
 
 from attnviz.batch.options import RunOptions
-from attnviz.batch.plan import Item
+from attnviz.batch.plan import Item, failed
 from attnviz.batch.progress import Progress
 from attnviz.errors import OutputError
 from attnviz.io.outputs import write_bytes, write_npy
+from attnviz.record import Record, error_record
 
 
 @dataclass
@@ -38,11 +39,8 @@ def one_line(message: str) -> str:
 class Writer:
     """Writes each input's files, then reports it: one JSON line, one error line, or a `wrote ...` line."""
 
-    def __init__(
-        self, options: RunOptions, stdout: BinaryIO, stderr: TextIO, fail: Callable[[Item, str], Item]
-    ) -> None:
+    def __init__(self, options: RunOptions, stderr: TextIO, fail: Callable[[Item, str], Item] = failed) -> None:
         self.options = options
-        self.stdout = stdout
         self.stderr = stderr
         self.fail = fail
         self.summary = Summary()
@@ -90,8 +88,8 @@ class Writer:
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def emit(self, item: Item, progress: Progress) -> bool:
-        """Write and report one input; returns True to stop (--fail-fast)."""
+    def store(self, item: Item, progress: Progress) -> bool:
+        """Write one input's files and count it (a failure is said on stderr); returns True to stop (--fail-fast)."""
         if item.files and item.error is None:
             self.write_files(item)
         progress.advance()
@@ -99,23 +97,34 @@ class Writer:
             self.summary.failed += 1
             progress.clear()
             self.message(item.error)
-            if self.options.json:
-                self.write_json({"input": item.job.input, "error": item.error})
             return self.options.fail_fast
         if item.skipped:
             self.summary.skipped += 1
         else:
             self.summary.written += 1
-        if item.data is not None:
-            self.stdout.write(item.data)
-            self.stdout.flush()
-        elif self.options.json and item.record is not None:
-            self.write_json(item.record)
-        elif item.record is not None and not self.options.quiet and progress.total == 1:
-            self.report_one(item.record, item.skipped)
         return False
 
-    def report_one(self, record: dict[str, object], skipped: bool) -> None:
+    def report(self, item: Item, stdout: BinaryIO, one: bool) -> None:
+        """Report one stored input on stdout: its JSON line (an error's too), or its image bytes for `-o -`; a
+        run of `one` input says on stderr what it wrote."""
+        if item.error is not None:
+            if self.options.json:
+                write_json(stdout, error_record(item.job.input, item.error))
+        elif item.data is not None:
+            stdout.write(item.data)
+            stdout.flush()
+        elif self.options.json and item.record is not None:
+            write_json(stdout, item.record)
+        elif item.record is not None and not self.options.quiet and one:
+            self.report_one(item.record, item.skipped)
+
+    def emit(self, item: Item, progress: Progress, stdout: BinaryIO) -> bool:
+        """Store and report one input; returns True to stop (--fail-fast)."""
+        stop = self.store(item, progress)
+        self.report(item, stdout, one=progress.total == 1)
+        return stop
+
+    def report_one(self, record: Record, skipped: bool) -> None:
         """A run of one input says what it wrote (a class for each map), or that it skipped."""
         if skipped:
             self.stderr.write(f"skipped {record['output']}: it exists (--skip-existing)\n")
@@ -139,6 +148,7 @@ class Writer:
         self.stderr.write(f"attnviz: error: {one_line(text)}\n")
         self.stderr.flush()
 
-    def write_json(self, record: dict[str, object]) -> None:
-        self.stdout.write(json.dumps(record).encode() + b"\n")
-        self.stdout.flush()
+
+def write_json(stdout: BinaryIO, record: Record) -> None:
+    stdout.write(json.dumps(record).encode() + b"\n")
+    stdout.flush()

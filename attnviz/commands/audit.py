@@ -8,9 +8,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from attnviz.audit.records import RECORDS, Journal, Record, read_records
+from attnviz.audit.records import RECORDS, AuditRecord, Journal, read_records
 from attnviz.batch.options import RunOptions
+from attnviz.batch.plan import Item
 from attnviz.errors import UsageError
+from attnviz.record import error_record
 
 #: The run's own records while it is under way: an interrupted audit resumes from them.
 JOURNAL = ".journal.jsonl"
@@ -64,36 +66,34 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
 
 def explain_all(
     inputs: list[str], options: AuditOptions, out: Path, stdin: BinaryIO | None, stderr: TextIO
-) -> tuple[list[Record], list[Record], int]:
+) -> tuple[list[AuditRecord], list[AuditRecord], int]:
     """Every input's record with its weights. Outputs already written by an earlier audit of the same folder are
     kept, with their records; an output without a record (cut off between the two) is explained again."""
+    from attnviz.batch.lanes import Lanes
     from attnviz.batch.runner import Runner
 
     out.mkdir(parents=True, exist_ok=True)
     fresh = options.run.overwrite
     known = {} if fresh else _earlier_records(out)
     run = replace(
-        options.run,
-        output=str(out / OVERLAYS),
-        json=True,
-        record_weights=True,
-        skip_existing=not fresh,
-        save_scores=False,
+        options.run, output=str(out / OVERLAYS), record_weights=True, skip_existing=not fresh, save_scores=False
     )
-    journal = Journal(out / JOURNAL)
-    try:
-        runner = Runner(run, journal, stderr)  # type: ignore[arg-type]
-        status = runner.run(inputs, stdin if stdin is not None else sys.stdin.buffer)
+    lanes = Lanes(run)  # the encoder, loaded once for both passes
+    with Journal(out / JOURNAL) as journal:
+
+        def keep(item: Item) -> None:
+            journal.add(
+                item.record if item.error is None and item.record else error_record(item.job.input, item.error or "")
+            )
+
+        status = Runner(run, stderr, lanes).drain(inputs, stdin if stdin is not None else sys.stdin.buffer, keep)
+        lost = [str(r["input"]) for r in journal.rows if r.get("skipped") and str(r["input"]) not in known]
+        if lost and status != 130:  # outputs without records (cut off between the two): explained again
+            again = Runner(replace(run, skip_existing=False, overwrite=True), stderr, lanes)
+            status = max(status, again.drain(lost, None, keep))
         rows = list(journal.rows)
-        lost = [str(r["input"]) for r in rows if r.get("skipped") and str(r["input"]) not in known]
-        if lost and status != 130:
-            again = Runner(replace(run, skip_existing=False, overwrite=True), journal, stderr)  # type: ignore[arg-type]
-            status = max(status, again.run(lost, None))
-            rows = list(journal.rows)
-    finally:
-        journal.close()
-    done: dict[str, Record] = {}
-    errors: list[Record] = []
+    done: dict[str, AuditRecord] = {}
+    errors: list[AuditRecord] = []
     for row in rows:
         name = str(row.get("input"))
         if row.get("error"):
@@ -106,9 +106,9 @@ def explain_all(
     return list(done.values()), errors, status
 
 
-def _earlier_records(out: Path) -> dict[str, Record]:
+def _earlier_records(out: Path) -> dict[str, AuditRecord]:
     """Records of an earlier audit of this folder, from its records.jsonl and its journal if it was interrupted."""
-    known: dict[str, Record] = {}
+    known: dict[str, AuditRecord] = {}
     for name in (RECORDS, JOURNAL):
         if (out / name).is_file():
             records, _ = read_records(out / name)

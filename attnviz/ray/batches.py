@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path, PurePath
 from typing import Any
@@ -12,52 +11,37 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from attnviz.batch.allocator import tune_allocator
+from attnviz.batch.lanes import Lanes
 from attnviz.batch.options import RunOptions
 from attnviz.batch.plan import Item, tagged
-from attnviz.batch.runner import Runner
-from attnviz.cli.process import tune_allocator
-from attnviz.errors import AttnvizError, OutputError, UsageError
+from attnviz.errors import OutputError, UsageError
 from attnviz.io.images import LoadedImage, decode_bytes, load_image, to_rgb, use_own_pixel_limit
 from attnviz.io.inputs import Job, mirrored, output_for
 from attnviz.io.outputs import write_bytes, write_npy
 from attnviz.ray.records import to_table
-from attnviz.results import GridResult
+from attnviz.record import Record, error_record
 
 #: Torch threads per actor. Ray sets OMP_NUM_THREADS from an actor's CPUs (1 for 0.5); measured on 2 cores, two
 #: actors of one thread each beat one actor of two threads, as attnviz's own lanes do (see README, Ray).
 ACTOR_THREADS = 1
 
 
-class _RowRunner(Runner):
-    """The local engine's stages, fed from a row (file bytes, decoded pixels or a path), keeping the weights."""
+class _RowLanes(Lanes):
+    """The local engine's lanes, fed from a row: file bytes, decoded pixels, or a path to read."""
 
     def __init__(self, options: RunOptions) -> None:
-        super().__init__(options, io.BytesIO(), io.StringIO())
+        super().__init__(options)
         self.sources: dict[int, Any] = {}  # seq -> bytes, an (H, W[, C]) array, or None to read the path
-        self.weights: dict[int, np.ndarray] = {}
 
-    def decode(self, item: Item) -> Item:
+    def load(self, item: Item) -> LoadedImage:
         source = self.sources.pop(item.seq, None)
         name = item.job.input
-        try:
-            if isinstance(source, bytes | bytearray | memoryview):
-                loaded = decode_bytes(bytes(source), name, self.options.max_pixels)
-            elif isinstance(source, np.ndarray):  # `read_images` decoded it (without EXIF orientation)
-                loaded = LoadedImage(to_rgb(Image.fromarray(source)), name, "array")
-            else:
-                loaded = load_image(name, self.options.max_pixels)
-            item.image, item.frames = loaded.image, loaded.frames
-            item.tensor = self.explainer.preprocess(loaded.image)
-            item.small = self.explainer.preprocess_classify(loaded.image)
-        except AttnvizError as exc:
-            self.failed(item, str(exc))
-        except MemoryError:
-            self.failed(item, f"{name}: out of memory while decoding")
-        return item
-
-    def finish(self, item: Item, maps: list[GridResult]) -> Item:
-        self.weights[item.seq] = np.ascontiguousarray(maps[0].weights, dtype=np.float32).reshape(-1)
-        return super().finish(item, maps)
+        if isinstance(source, bytes | bytearray | memoryview):
+            return decode_bytes(bytes(source), name, self.options.max_pixels)
+        if isinstance(source, np.ndarray):  # `read_images` decoded it (without EXIF orientation)
+            return LoadedImage(to_rgb(Image.fromarray(source)), name, "array")
+        return load_image(name, self.options.max_pixels)
 
 
 class ExplainBatches:
@@ -98,7 +82,7 @@ class ExplainBatches:
             torch.set_num_threads(threads)
             tune_allocator()
             use_own_pixel_limit()
-        self.runner = _RowRunner(options)
+        self.lanes = _RowLanes(options)
         self.write = options.output is not None
         self.out_dir = Path(options.output or ".")
         self.root = _without_scheme(root) if root is not None else None
@@ -108,8 +92,8 @@ class ExplainBatches:
     def plan(self, name: str) -> list[Path]:
         """The outputs `attnviz run ROOT -o OUTPUT` would give this path."""
         relative = mirrored(os.path.relpath(name, self.root)) if self.root else mirrored(name)
-        first = output_for(Job(name, relative), self.out_dir, self.runner.mode.value, self.runner.outputs.suffix)
-        return [tagged(first, tag) for tag in self.runner.outputs.map_tags]
+        first = output_for(Job(name, relative), self.out_dir, self.lanes.mode.value, self.lanes.suffix)
+        return [tagged(first, tag) for tag in self.lanes.map_tags]
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
         if "path" not in batch:
@@ -121,18 +105,18 @@ class ExplainBatches:
             outputs = [Path(str(p)) for p in planned[i]] if planned is not None else self.plan(name)
             item = Item(Job(name, PurePath(name)), outputs[0], outputs=outputs, seq=self.seq)
             self.seq += 1
-            if self.runner.options.skip_existing and all(p.exists() for p in outputs):  # with -k, every map
+            if self.lanes.options.skip_existing and all(p.exists() for p in outputs):  # with -k, every map
                 item.skip()
             else:
                 source = batch["bytes"][i] if "bytes" in batch else batch["image"][i] if "image" in batch else None
-                self.runner.sources[item.seq] = source
+                self.lanes.sources[item.seq] = source
             items.append(item)
-        size = self.runner.options.batch_size
+        size = self.lanes.options.batch_size
         for start in range(0, len(items), size):
-            self.runner.process(items[start : start + size])
+            self.lanes.process(items[start : start + size])
         return to_table([self.record(item) for item in items])
 
-    def record(self, item: Item) -> dict[str, Any]:
+    def record(self, item: Item) -> Record:
         if item.error is None and not item.skipped and self.write:
             try:
                 for path, content in item.files:  # scores first, the overlay last: its presence means done
@@ -142,12 +126,11 @@ class ExplainBatches:
                         write_bytes(path, content, overwrite=True)
             except OutputError as exc:
                 item.error = str(exc)
-        weights = self.runner.weights.pop(item.seq, None)
         if item.error is not None:
-            return {"input": item.job.input, "error": item.error}
-        record = dict(item.record or {})
-        if weights is not None:
-            record["weights"] = weights
+            return error_record(item.job.input, item.error)
+        record: Record = {**(item.record or {})}
+        if item.weights is not None:  # float32, row-major: the audit's contract
+            record["weights"] = np.ascontiguousarray(item.weights, dtype=np.float32).reshape(-1)  # type: ignore[typeddict-item]
         if self.overlays and not item.skipped:
             record["overlays"] = [content for _, content in item.files if isinstance(content, bytes)]
         return record

@@ -16,15 +16,17 @@ from contextlib import closing, contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any, BinaryIO, TextIO
 
+from attnviz.batch.lanes import map_tags, planning_explainer
 from attnviz.batch.options import STDOUT, RunOptions
-from attnviz.batch.plan import Item
+from attnviz.batch.plan import Item, OutputPlan
 from attnviz.batch.progress import Progress
-from attnviz.batch.runner import Runner
+from attnviz.batch.writer import Writer
 from attnviz.errors import ComputeError, UsageError
 from attnviz.models.devices import pick_device
 from attnviz.ray.batches import ExplainBatches
 from attnviz.ray.records import json_record
 from attnviz.ray.session import check_address, last_line, ray_session
+from attnviz.record import Record
 
 #: What each actor asks of Ray. Half a CPU: with whole CPUs, N actors on N cores leave Ray's read and input tasks
 #: none, and the job hangs (measured with Ray 2.60 on 2 cores).
@@ -71,7 +73,7 @@ def _data_context() -> Iterator[None]:
             data_logger.setLevel(level)
 
 
-def records(work: list[Item], options: RunOptions, actors: int | None = None) -> Generator[dict[str, Any], None, None]:
+def records(work: list[Item], options: RunOptions, actors: int | None = None) -> Generator[Record, None, None]:
     """Explain the planned items on the current cluster; one record per item, in order. Consumed once: a Ray
     dataset is lazy, and a second pass would run the network again."""
     import ray
@@ -95,7 +97,7 @@ def records(work: list[Item], options: RunOptions, actors: int | None = None) ->
         yield from table.to_pylist()  # type: ignore[union-attr]
 
 
-def _next(results: Iterator[dict[str, Any]]) -> dict[str, Any]:
+def _next(results: Iterator[Record]) -> Record:
     """The next record; a job that failed (its retries spent) is one line, as any other error."""
     try:
         return next(results)
@@ -120,10 +122,13 @@ def run(
     elif not ray.is_initialized():  # a Ray started here: a device this machine lacks is a usage error, not actors'
         pick_device(options.device)
     stderr = stderr or sys.stderr
-    # the driver plans and validates with the local engine's own code; its model never sees an image
-    runner = Runner(replace(options, device="cpu"), stdout or sys.stdout.buffer, stderr)
-    jobs, _, single = runner.outputs.jobs(arguments, stdin if stdin is not None else sys.stdin.buffer)
-    items = [runner.outputs.admit(job, single, seq) for seq, job in enumerate(jobs)]
+    stdout = stdout or sys.stdout.buffer
+    # the driver plans and checks as the local engine does, with an explainer that never sees an image
+    explainer = planning_explainer(options)
+    plan = OutputPlan(options, explainer.mode.value, map_tags(explainer, options))
+    writer = Writer(options, stderr)
+    jobs, _, single = plan.jobs(arguments, stdin if stdin is not None else sys.stdin.buffer)
+    items = [plan.admit(job, single, seq) for seq, job in enumerate(jobs)]
     work = [item for item in items if item.error is None and not item.skipped]
     progress = Progress(stderr, len(items), enabled=stderr.isatty() and not options.quiet and not single)
     interrupted = False
@@ -138,10 +143,10 @@ def run(
                             item.error = str(record["error"])
                         else:
                             item.record = record
-                    runner.writer.emit(item, progress)
+                    writer.emit(item, progress, stdout)
     except KeyboardInterrupt:
         interrupted = True
     progress.clear()
     # actors may have finished more files than reached us: complete ones, which a rerun skips
     unreported = " (--skip-existing resumes: actors may have finished more than is reported)"
-    return runner.writer.finish(single, interrupted, unreported)
+    return writer.finish(single, interrupted, unreported)

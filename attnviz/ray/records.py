@@ -8,41 +8,50 @@ rows x cols of `grid`: the audit's contract) and `overlays` (encoded maps, only 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import pyarrow as pa
 
-PREDICTION = pa.struct([("index", pa.int64()), ("label", pa.string()), ("prob", pa.float64())])
-MAP_ENTRY = pa.struct(
-    [("target", PREDICTION), ("output", pa.string()), ("peak", pa.list_(pa.int64())), ("scores", pa.string())]
-)
-SCHEMA = pa.schema(
-    [
-        ("input", pa.string()),
-        ("output", pa.string()),
-        ("mode", pa.string()),
-        ("encoder", pa.string()),
-        ("size", pa.list_(pa.int64())),
-        ("classify_size", pa.list_(pa.int64())),
-        ("grid", pa.list_(pa.int64())),
-        ("target", PREDICTION),
-        ("topk", pa.list_(PREDICTION)),
-        ("peak", pa.list_(pa.int64())),
-        ("scores", pa.string()),
-        ("maps", pa.list_(MAP_ENTRY)),
-        ("frames", pa.int64()),
-        ("frame", pa.int64()),
-        ("skipped", pa.bool_()),
-        ("error", pa.string()),
-        ("weights", pa.list_(pa.float32())),
-        ("overlays", pa.list_(pa.binary())),
-    ]
-)
+from attnviz.record import FLOAT32, NOT_IN_JSON, Record
+
+_SCALARS: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    bytes: pa.binary(),
+}
+
+
+def arrow_type(annotation: Any) -> pa.DataType:
+    """The Arrow type of one `Record` annotation: scalars, `X | None`, `list[X]`, nested `TypedDict`s and
+    `Annotated[list[float], FLOAT32]`."""
+    if get_origin(annotation) is Annotated:
+        inner, *marks = get_args(annotation)
+        return pa.list_(pa.float32()) if FLOAT32 in marks else arrow_type(inner)
+    if get_origin(annotation) in (Union, UnionType):
+        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
+        return arrow_type(inner)
+    if get_origin(annotation) is list:
+        return pa.list_(arrow_type(get_args(annotation)[0]))
+    if is_typeddict(annotation):
+        return pa.struct(list(_fields(annotation)))
+    return _SCALARS[annotation]
+
+
+def _fields(typed: Any) -> Iterator[tuple[str, pa.DataType]]:
+    for name, annotation in get_type_hints(typed, include_extras=True).items():
+        yield name, arrow_type(annotation)
+
+
+SCHEMA = pa.schema(list(_fields(Record)))
 #: Columns that `run --json` does not print: the weights go to the audit, the overlays to whoever asked for them.
-EXTRA_COLUMNS = ("weights", "overlays")
+EXTRA_COLUMNS = ("weights", *NOT_IN_JSON)
 
 
-def to_table(records: list[dict[str, Any]]) -> pa.Table:
+def to_table(records: list[Record]) -> pa.Table:
     """Records (dicts with any subset of the columns) as one table of the shared schema."""
     return pa.Table.from_pylist(records, schema=SCHEMA)
 
@@ -56,6 +65,7 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def json_record(row: dict[str, Any]) -> dict[str, Any]:
+def json_record(row: Record) -> Record:
     """A row back as `run --json` prints it: null fields and the extra columns left out, the rest in order."""
-    return _without_nulls({key: value for key, value in row.items() if key not in EXTRA_COLUMNS})
+    record: Record = _without_nulls({key: value for key, value in row.items() if key not in EXTRA_COLUMNS})
+    return record

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from attnviz.batch.runner import cpu_count
 from attnviz.errors import ComputeError, UsageError
+from attnviz.models.devices import cpu_count
 
 #: Seconds to wait for a named cluster's port before saying it cannot be reached (Ray's own wait is a minute).
 REACH_TIMEOUT = 5.0
