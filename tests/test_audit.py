@@ -207,3 +207,26 @@ def test_a_backbones_records_audit_as_one_group_without_probabilities(capsysbina
     assert all(r["target"] is None and "low_prob" not in r["flags"] for r in written)
     page = (tmp_path / "audit" / "report.html").read_text()
     assert '"prob":null' in page.replace(" ", "") and "NaN" not in page
+
+
+def test_an_audit_loads_its_encoder_once_even_when_it_explains_twice(  # type: ignore[no-untyped-def]
+    capsysbinary, photos: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from attnviz.batch import lanes
+
+    out = tmp_path / "audit"
+    (photos / "broken.jpg").unlink()
+    assert run(capsysbinary, "audit", photos, "-o", out, *TINY)[0] == 0
+    (out / RECORDS).unlink()  # outputs without records: the second audit's second pass explains them again
+    built: list[str] = []
+    create = lanes.create_encoder
+
+    def counted(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(name)
+        return create(name, *args, **kwargs)
+
+    monkeypatch.setattr(lanes, "create_encoder", counted)
+    code, _, err = run(capsysbinary, "audit", photos, "-o", out, *TINY)
+    assert code == 0 and "0 written, 5 skipped" in err and "5 written, 0 skipped" in err  # both passes ran
+    assert len(built) == 1, built
+    assert len((out / RECORDS).read_text().splitlines()) == 5

@@ -185,3 +185,27 @@ def test_declared_numpy_floor_has_what_the_code_uses() -> None:
     assert floor.strip().startswith('"numpy>=2'), floor  # np.trapezoid is NumPy 2.0
     assert hasattr(np, "trapezoid")
     assert os.environ.get("CI") is None or sys.version_info >= (3, 10)
+
+
+def test_nothing_outside_cli_imports_from_it() -> None:
+    known = modules()
+    leaks = {
+        name: sorted(m for m in top_level_imports(path, known, inside_functions=True) if m.startswith("attnviz.cli"))
+        for name, path in known.items()
+        if not name.startswith("attnviz.cli")
+    }
+    assert not {name: found for name, found in leaks.items() if found}
+
+
+def test_a_record_field_is_declared_once_and_the_arrow_schema_and_the_audit_follow_it() -> None:
+    from typing import get_type_hints
+
+    from attnviz.audit.records import _KEPT, AuditRecord
+    from attnviz.ray.records import SCHEMA
+    from attnviz.record import NOT_IN_JSON, Record
+
+    declared = list(get_type_hints(Record))
+    assert SCHEMA.names == declared  # the columns in the JSON line's order
+    assert str(SCHEMA.field("weights").type) == "list<item: float>"  # float32, as the audit's contract says
+    assert str(SCHEMA.field("target").type) == "struct<index: int64, label: string, prob: double>"
+    assert set(declared) - set(NOT_IN_JSON) <= _KEPT <= set(get_type_hints(AuditRecord))

@@ -38,6 +38,16 @@ def test_topk_beyond_the_classes_is_a_usage_error(capsysbinary, small_png: Path)
     one_error_line(err, "only 5 classes")
 
 
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_every_command_checks_targets_the_same_way(capsysbinary, small_png: Path, command: str) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsysbinary, command, small_png, *TINY, "-k", "0")
+    assert code == 2
+    one_error_line(err, "--topk must be at least 1")
+    code, _, err = run(capsysbinary, command, small_png, *TINY, "-k", "2", "-t", "1")
+    assert code == 2
+    one_error_line(err, "either --target", "or --topk")
+
+
 def test_an_inner_layer_with_an_inplace_activation_after_it_draws_a_map(capsysbinary, samples: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run(capsysbinary, "run", samples / "coffee.png", "--layer", "conv_head", "--json", "-o", "c.png")
     assert code == 0, err

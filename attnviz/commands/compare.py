@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnviz import render
-from attnviz.errors import UsageError
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
 from attnviz.models.generic import read_labels
 from attnviz.models.registry import create_encoder
-from attnviz.options import COMPARE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, Backend, Mode, Query
+from attnviz.options import COMPARE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, Backend, Mode, Query, check_targets
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,13 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
     """One figure: the photo, then one overlay per mode and class, one forward pass per mode. Returns the path."""
     from attnviz.render.figures import Panel, comparison_figure, figure_format, save_figure
 
-    if options.targets and options.topk > 1:
-        raise UsageError("give either --target (one or more) or --topk, not both")
+    check_targets(options.targets, options.topk)  # before any model is loaded; the explainer checks the classes
     out = output or default_figure_name(image_path)
     figure_format(out)  # refuse an unknown extension before any work
     render.check_style(options.colormap, options.alpha)  # the one style check, before any model is loaded
     check_target(out, inputs=(image_path,), overwrite=options.overwrite)
     names = read_labels(options.labels) if options.labels else None
     encoder = create_encoder(options.encoder, options.weights, options.layer, labels=names)
-    if options.topk > len(encoder.labels) and not encoder.headless:
-        raise UsageError(f"--topk {options.topk}: encoder {encoder.name} has only {len(encoder.labels)} classes")
     image = load_image(image_path).image
     panels: list[Panel] = []
     fitted = None
@@ -76,12 +72,8 @@ def compare(image_path: str, output: str | None, options: CompareOptions) -> str
             classify_size=options.classify_size,
             backend=options.backend,
         )
-        targets = [explainer.target_index(t) for t in options.targets]
-        wanted = [[t for t in targets if t is not None]] if targets else None
-        small = explainer.preprocess_classify(image)
-        recognise = None if small is None else small[None]
-        maps = explainer.infer_classes(explainer.preprocess(image)[None], wanted, options.topk, recognise)[0]
-        for result in maps:
+        classes = explainer.check_targets(options.targets, options.topk)
+        for result in explainer.explain_classes(image, classes, options.topk):
             drawn = explainer.draw(result, image.width, image.height, options.interpolation, options.smooth)
             panels.append(Panel(mode.value, drawn.target, drawn.heatmap))
     figure = comparison_figure(

@@ -182,10 +182,8 @@ def explainer_row(name: str, explainer: Explainer) -> SinglesRow:
     """A row for an attention explainer as `attnviz run` uses it: its own passes, its own drawing."""
 
     def explain(image: Image.Image, reference: int) -> tuple[int, np.ndarray]:
-        small = explainer.preprocess_classify(image)
-        recognise = None if small is None else small[None]
-        wanted = [[reference]] if reference >= 0 else None  # -1: a backbone's photo, with no class
-        result = explainer.infer_classes(explainer.preprocess(image)[None], wanted, recognise=recognise)[0][0]
+        wanted = [reference] if reference >= 0 else None  # -1: a backbone's photo, with no class
+        result = explainer.explain_classes(image, wanted)[0]
         heat = render.draw_map(result.scores, image.width, image.height)
         return (result.topk[0].index if result.topk else -1), heat
 
