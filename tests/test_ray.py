@@ -623,7 +623,7 @@ def test_what_is_no_cluster_address_is_a_usage_error_before_anything_starts(
     code, stdout, err = run(
         capsysbinary, "run", small_png, *TINY, "--engine", "ray", "--ray-address", "127.0.0.1:99999"
     )
-    assert (code, stdout) == (2, b"") and time.monotonic() - started < 20
+    assert (code, stdout) == (2, b"") and time.monotonic() - started < 60  # refused up front, not after Ray's wait
     assert err.strip().splitlines() == [
         "attnviz: error: --ray-address '127.0.0.1:99999': port 99999 is not between 1 and 65535"
     ]
