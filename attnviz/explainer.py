@@ -7,7 +7,6 @@ import copy
 import os
 import sys
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
 import torch
 from PIL import Image
@@ -20,11 +19,11 @@ from attnviz.attention.relevance import attention_maps
 from attnviz.attention.scorers import Scorer
 from attnviz.attention.transformer import Recorded, TransformerAttention
 from attnviz.errors import UsageError
-from attnviz.io.pictures import Picture, as_picture
+from attnviz.io.pictures import Picture, Pictures, Target, Targets
 from attnviz.models.base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 from attnviz.models.devices import pick_device
 from attnviz.models.labels import resolve_target
-from attnviz.models.registry import create_encoder
+from attnviz.models.registry import cached_encoder
 from attnviz.models.runtime import Engine, choose_engine
 from attnviz.options import (
     ATTENTION_MODES,
@@ -40,6 +39,7 @@ from attnviz.options import (
 )
 from attnviz.results import Explanation, GridResult, Prediction
 
+_BILINEAR = render.Interpolation.bilinear
 #: Fewest grid cells along the shorter side of the network input.
 MIN_CELLS = 2
 
@@ -83,7 +83,7 @@ class Explainer:
         if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
             encoder = model
         if isinstance(encoder, str):
-            encoder = _cached_encoder(encoder, weights, layer, tuple(labels) if labels is not None else None)
+            encoder = cached_encoder(encoder, weights, layer, tuple(labels) if labels is not None else None)
             if self.device.type != "cpu":
                 encoder = copy.deepcopy(encoder)
         elif not isinstance(encoder, Encoder):  # the user's own module: wrapped, never changed
@@ -178,10 +178,9 @@ class Explainer:
     def explain_classes(self, image: Image.Image, classes: list[int] | None = None, top: int = 1) -> list[GridResult]:
         """The one way to explain classes of one picture: its maps for `classes` (default: its top `top`), the
         classes ranked by the recognition pass when there are two."""
-        small = self.preprocess_classify(image)
-        recognise = None if small is None else small[None]  # (1, 3, h', w')
-        wanted = [classes] if classes else None
-        return self.infer_classes(self.preprocess(image)[None], wanted, top, recognise)[0]
+        from attnviz.explaining import infer_pictures
+
+        return infer_pictures(self, [image], [classes or []], top)[0]
 
     @property
     def two_pass(self) -> bool:
@@ -245,7 +244,8 @@ class Explainer:
         with graph, torch.enable_grad():
             grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
         scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
-        weights = grid_weights.reshape(-1, rows, cols).cpu().numpy()
+        on_device = grid_weights.reshape(-1, rows, cols)  # kept for `to_tensor`: no copy back
+        weights = on_device.cpu().numpy()
         labels, size = self.encoder.labels, (x.shape[3], x.shape[2])
         results: list[list[GridResult]] = []
         m = 0
@@ -257,6 +257,7 @@ class Explainer:
             for index in wanted:
                 target = None if probs is None else Prediction(index, labels[index], float(probs[i, index]))
                 grid = {"grid": (rows, cols), "scores": scores[m], "weights": weights[m], "target": target}
+                grid["device_weights"] = on_device[m]
                 maps.append(GridResult(input_size=size, **grid, topk=topk[: self.topk], classify_size=classify_size))
                 m += 1
             results.append(maps)
@@ -290,30 +291,29 @@ class Explainer:
         smooth: float = render.DEFAULT_SMOOTH,
     ) -> Explanation:
         heat = render.draw_map(result.scores, width, height, interpolation, smooth)  # (H, W)
-        return Explanation(**vars(result), heatmap=heat, peak=render.peak(heat))
+        return Explanation(**vars(result), heatmap=heat, peak=render.peak(heat), mode=self.mode.value)
 
     def explain(
-        self,
-        image: Picture,
-        target: str | int | None = None,
-        interpolation: render.Interpolation | str = render.Interpolation.bilinear,
+        self, image: Picture, target: Target = None, interpolation: render.Interpolation | str = _BILINEAR
     ) -> Explanation:
         """Where the encoder finds the evidence for `target` (default: its top-1 class) in one picture: a path, a
         Pillow image, an (H, W, 3) or (H, W) numpy array, or a (3, H, W) tensor (uint8, or floats in [0, 1])."""
-        image = as_picture(image)
-        result = self.explain_classes(image, self.check_targets([] if target is None else [target]))[0]
-        return self.draw(result, image.width, image.height, interpolation)
+        from attnviz.explaining import explain_pictures
+
+        return explain_pictures(self, [image], [target], interpolation)[0]
+
+    def explain_batch(
+        self, images: Pictures, target: Targets = None, interpolation: str = _BILINEAR, *, batch_size: int = 16
+    ) -> list[Explanation]:
+        """Many pictures (a list of what `explain` takes, or a (B, 3, H, W) tensor), for one `target` or one each
+        (None: the top-1): one `Explanation` each, in order, as `explain` gives; a pass serves up to `batch_size`."""
+        from attnviz.explaining import explain_pictures
+
+        return explain_pictures(self, images, target, interpolation, batch_size)
 
 
 def _to_stderr(message: str) -> None:
     print(f"attnviz: {message}", file=sys.stderr)
-
-
-@lru_cache(maxsize=4)
-def _cached_encoder(
-    name: str, weights: str | None = None, layer: str | None = None, labels: tuple[str, ...] | None = None
-) -> Encoder:
-    return create_encoder(name, weights, layer, labels=list(labels) if labels is not None else None)
 
 
 __all__ = ["Explainer", "Explanation", "GridResult", "Prediction", "Query"]

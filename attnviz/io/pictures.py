@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -12,18 +13,31 @@ from attnviz.errors import UsageError
 from attnviz.io.images import load_image
 
 Picture = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
+#: A batch: a list of pictures, a (B, 3, H, W) or (B, 1, H, W) tensor, or a (B, H, W, 3) numpy array.
+Pictures = Sequence[Picture] | np.ndarray | Tensor
+#: A class to explain, by index or name; None: the picture's top-1 class.
+Target = str | int | None
+#: One target for every picture of a batch, or one each (a list, or a (B,) tensor or array of indices).
+Targets = Target | Sequence[Target] | np.ndarray | Tensor
 
 
 def as_picture(image: Picture) -> Image.Image:
     """An RGB Pillow image from any of the forms `Explainer.explain` takes."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
+    if isinstance(image, Image.Image):  # an RGB one as it is: an explanation keeps a reference, not a copy
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, (list, tuple)):
+        raise UsageError(f"a list of {len(image)} pictures: explain_batch takes a batch (explain takes one picture)")
     if isinstance(image, (str, os.PathLike)):
         return load_image(image).image
     if isinstance(image, Tensor):
         tensor = image.detach().cpu()
         if tensor.dim() == 4 and tensor.shape[0] == 1:
             tensor = tensor[0]
+        if tensor.dim() == 4:
+            raise UsageError(
+                f"a tensor of {tensor.shape[0]} pictures {tuple(image.shape)}: explain_batch takes a batch "
+                "(explain takes one picture)"
+            )
         if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
             raise UsageError(f"a tensor picture must be (3, H, W) or (1, H, W), got {tuple(image.shape)}")
         image = tensor.permute(1, 2, 0).numpy()  # (H, W, 3)
@@ -37,3 +51,24 @@ def as_picture(image: Picture) -> Image.Image:
             raise UsageError(f"a picture array must be uint8, or floats in [0, 1]; got {array.dtype}")
         array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+def as_pictures(images: Pictures) -> list[Image.Image]:
+    """RGB Pillow images, in order, from a batch in any of the forms `Explainer.explain_batch` takes."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        raise UsageError("explain_batch takes a list of pictures or a 4-D tensor or array; explain takes one picture")
+    if isinstance(images, (Tensor, np.ndarray)):
+        if images.ndim != 4:
+            raise UsageError(
+                f"a batch must be a (B, 3, H, W) tensor or a (B, H, W, 3) array, got {tuple(images.shape)}; "
+                "explain takes one picture"
+            )
+        return [as_picture(images[i]) for i in range(images.shape[0])]
+    if not isinstance(images, Sequence):
+        raise UsageError(f"explain_batch takes a list of pictures or a 4-D tensor, not {type(images).__name__}")
+    return [as_picture(image) for image in images]
+
+
+def source_path(image: Picture) -> str | None:
+    """The file a picture was read from, so that nothing saved from its explanation replaces it."""
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None

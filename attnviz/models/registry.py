@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 
@@ -79,3 +80,11 @@ def create_encoder(
         encoder.optimize()
     encoder.use_layer(layer)
     return encoder
+
+
+@lru_cache(maxsize=4)
+def cached_encoder(
+    name: str, weights: str | None = None, layer: str | None = None, labels: tuple[str, ...] | None = None
+) -> Encoder:
+    """`create_encoder`, built once per name, weights, layer and labels: what explainers by name share."""
+    return create_encoder(name, weights, layer, labels=list(labels) if labels is not None else None)
