@@ -32,6 +32,7 @@ bench: install ## throughput: attnviz vs the pytorch-grad-cam way vs the runtime
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/stages.py
+	$(BIN)/python scripts/bench_api.py
 
 clean: ## remove the environment and outputs
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
