@@ -133,13 +133,16 @@ class Explanation(GridResult):
 
         fmt, options = image_format(path)
         render.check_style(colormap, alpha)
-        check_target(path, inputs=(self.source,) if self.source else (), overwrite=overwrite)
-        picture = self.drawn(image, annotate=annotate, colormap=colormap, alpha=alpha)
         try:
-            data = encode_image(picture, fmt, options)
-        except (ValueError, OSError) as exc:  # e.g. WebP wider than 16383 px
-            raise OutputError(f"{os.fspath(path)}: cannot encode as {fmt}: {exc}") from None
-        write_bytes(path, data, overwrite=overwrite)
+            check_target(path, inputs=(self.source,) if self.source else (), overwrite=overwrite)
+            picture = self.drawn(image, annotate=annotate, colormap=colormap, alpha=alpha)
+            try:
+                data = encode_image(picture, fmt, options)
+            except (ValueError, OSError) as exc:  # e.g. WebP wider than 16383 px
+                raise OutputError(f"{os.fspath(path)}: cannot encode as {fmt}: {exc}") from None
+            write_bytes(path, data, overwrite=overwrite)
+        except OutputError as exc:  # the command line's words, in Python's
+            raise OutputError(str(exc).replace("--overwrite", "overwrite=True")) from None
         return Path(path)
 
     def _repr_png_(self) -> bytes | None:

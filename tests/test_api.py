@@ -178,7 +178,7 @@ def test_save_writes_the_clis_formats_whole_and_never_over_a_file_unasked(tmp_pa
     with pytest.raises(UsageError, match="--alpha must be between 0 and 1"):
         result.save(tmp_path / "g.png", alpha=2)
     before = (tmp_path / "a.png").read_bytes()
-    with pytest.raises(OutputError, match="already exists"):
+    with pytest.raises(OutputError, match=r"already exists \(use overwrite=True to replace it\)"):
         result.save(tmp_path / "a.png", colormap="viridis")
     assert (tmp_path / "a.png").read_bytes() == before
     result.save(tmp_path / "a.png", colormap="viridis", overwrite=True)
