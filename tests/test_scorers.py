@@ -241,3 +241,30 @@ def test_features_far_past_the_heads_scale_fall_back_to_the_saturating_tanh_unit
     out = scorer(h, q)
     assert torch.isfinite(out.scores).all() and torch.allclose(out.weights.sum(-1), torch.ones(1))
     assert torch.allclose(out.scores.double(), _tanh_sum(scorer, h, q), rtol=1e-4, atol=1e-3)
+
+
+def test_a_frozen_concat_head_keeps_its_checked_form_and_training_drops_it() -> None:
+    """attnviz's own heads (data-free, loaded from a file) check their paired form once; a head being trained,
+    or any other, checks it on every call, in case its weights changed."""
+    import attnviz.attention.scorers as scorers
+    from attnviz.attention.datafree import cached_scorer
+
+    from helpers import TinyEncoder
+
+    head = cached_scorer(TinyEncoder(), Mode.concat)
+    assert isinstance(head, scorers.ConcatScorer) and head.frozen is not None
+    checks: list[int] = []
+    original = scorers.paired_form
+    try:
+        scorers.paired_form = lambda *args: checks.append(1) or original(*args)  # type: ignore[assignment]
+        h, q = torch.randn(1, 4, head.enc_dim), torch.randn(1, head.combine.weight.shape[1] - head.enc_dim)
+        frozen = head(h, q).weights
+        assert checks == []  # no check per call
+        head.train()
+        assert head.frozen is None
+        head.eval()
+        torch.testing.assert_close(head(h, q).weights, frozen)  # the same form, checked afresh
+        assert checks == [1]
+    finally:
+        scorers.paired_form = original
+        head.eval().freeze()

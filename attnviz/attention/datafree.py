@@ -47,7 +47,10 @@ def calibrate(encoder: Encoder, classes: int = 5) -> tuple[float, Tensor]:
 
 @lru_cache(maxsize=8)
 def cached_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:
-    return data_free_scorer(encoder, mode, query)
+    """The data-free head, shared by explainers (which copy it for another device) and changed by none."""
+    scorer = data_free_scorer(encoder, mode, query)
+    scorer.freeze()
+    return scorer
 
 
 def data_free_scorer(encoder: Encoder, mode: Mode, query: Query = Query.classifier) -> Scorer:

@@ -85,7 +85,8 @@ def _load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Sc
     if not all(torch.isfinite(t).all() for t in tensors.values()):
         raise InputError(f"{name}: head contains NaN or infinite parameters")
     scorer.load_state_dict(tensors)
-    return scorer.eval()
+    scorer.eval().freeze()  # a loaded head is attnviz's own: nobody changes it
+    return scorer
 
 
 def _classifier_fingerprint(encoder: Encoder) -> str:
