@@ -256,7 +256,7 @@ def test_a_frozen_concat_head_keeps_its_checked_form_and_training_drops_it() -> 
     checks: list[int] = []
     original = scorers.paired_form
     try:
-        scorers.paired_form = lambda *args: checks.append(1) or original(*args)  # type: ignore[assignment]
+        scorers.paired_form = lambda *args: checks.append(1) or original(*args)  # type: ignore[assignment,func-returns-value]
         h, q = torch.randn(1, 4, head.enc_dim), torch.randn(1, head.combine.weight.shape[1] - head.enc_dim)
         frozen = head(h, q).weights
         assert checks == []  # no check per call
