@@ -55,9 +55,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args()
-    from bench import ensure_photos  # scripts/ is on sys.path when this file runs
+    from bench import ensure_photos, photos_folder  # scripts/ is on sys.path when this file runs
 
-    paths = [str(p) for p in sorted(ensure_photos(args.data / f"photos-{args.count}", args.count).glob("*.jpg"))]
+    paths = [str(p) for p in sorted(ensure_photos(photos_folder(args.data, args.count), args.count).glob("*.jpg"))]
     cores = cpu_count()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(

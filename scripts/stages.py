@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "bench-data", help="bench.py's photo cache")
-    parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--size", type=int, default=448)
     args = parser.parse_args()
-    from bench import ensure_photos  # scripts/ is on sys.path when this file runs
+    from bench import ensure_photos, photos_folder  # scripts/ is on sys.path when this file runs
 
-    paths = sorted(ensure_photos(args.data / f"photos-{args.count}", args.count).glob("*.jpg"))
+    paths = sorted(ensure_photos(photos_folder(args.data, args.count), args.count).glob("*.jpg"))
     torch.set_num_threads(1)  # one lane's share on a 2-core machine
     explainer = Explainer("efficientnet_lite0", "concat", args.size, device="cpu", backend=args.backend, threads=1)
     forward = explainer.engine or explainer.encoder
