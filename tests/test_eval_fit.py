@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -17,7 +18,7 @@ from attnviz.errors import InputError, UsageError
 from attnviz.models.registry import create_encoder
 from attnviz.options import Mode
 
-from helpers import SAMPLES, Evil
+from helpers import SAMPLES, Evil, TinyEncoder
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +215,38 @@ def test_tanh_pairs_refuse_a_head_whose_units_are_not_paired() -> None:
     weight[5, 1] += 1e-3
     with pytest.raises(UsageError, match="not in the paired-tanh form"):
         pairs.right_inverse(weight)
+
+
+class _SpikedEncoder(TinyEncoder):
+    """The tiny encoder with one channel that lights the top-left cell of every picture, a channel every class's
+    classifier row reads alike (so no class gains by it). The data-free heads are built from the classifier, so
+    they point at that corner for every class: a case that needs fitting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.fc.weight[:, 0] = 1.0
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x).clone()  # (B, 16, h, w)
+        features[:, 0] = 0.0
+        features[:, 0, 0, 0] = 8.0
+        return features
+
+
+@pytest.mark.parametrize("mode", [Mode.general, Mode.concat])
+def test_fit_improves_held_out_pointing_where_the_data_free_head_is_fooled(mode: Mode) -> None:
+    from attnviz.quality.fit import fit_head
+
+    rng = np.random.default_rng(0)
+    colours = [(230, 30, 30), (30, 200, 40), (40, 60, 230), (240, 220, 40), (200, 40, 220)]  # one per class
+    images, classes = [], []
+    for index, colour in enumerate(colours):
+        for _ in range(6):
+            pixels = np.clip(np.array(colour)[None, None] + rng.normal(0, 20, (64, 64, 3)), 0, 255)
+            images.append(Image.fromarray(pixels.astype(np.uint8)))
+            classes.append(index)
+    _, report = fit_head(_SpikedEncoder(), mode, images, classes, size=128, steps=100, holdout=0.3)
+    assert report.before.pointing < 0.4  # the corner, whatever the class: about one tile in four
+    assert report.after.pointing > report.before.pointing + 0.25, (report.before, report.after)
+    assert report.helped
