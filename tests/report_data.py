@@ -64,10 +64,16 @@ def make_data(out_dir: Path, scale: int = 1, files: int | None = None, seed: int
                         "size": size,
                         "share": size / total,
                         "small": small,
+                        "rank": 0 if small else s_id + 1,
+                        "suspect": small,  # the small one here stays put: the first card of its class
+                        "why": f"evidence fixed in the lower-right corner in {size} of {size} images"
+                        if small
+                        else f"evidence moves from image to image (strategy {s_id})",
                         "mean_map": f"strategies/{index}-{s_id}.png",
                         "exemplars": exemplars,
                     }
                 )
+        strategies.sort(key=lambda s: s["rank"])  # type: ignore[arg-type,return-value]
         classes.append(
             {"index": index, "label": label, "count": total, "clustered": bool(sizes), "strategies": strategies}
         )

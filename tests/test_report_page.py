@@ -125,6 +125,13 @@ def test_the_overview_counts_images_classes_flags_and_failures(page: WebDriver, 
         assert tiles[flag["label"]] == str(sum(flag["key"] in r["flags"] for r in records))
     small = page.find_elements(By.CSS_SELECTOR, ".card.small")
     assert [(c.get_attribute("data-class"), c.get_attribute("data-strategy")) for c in small] == [("285", "2")]
+    cards = page.find_elements(By.CSS_SELECTOR, '.card[data-class="285"]')
+    assert [c.get_attribute("data-strategy") for c in cards] == ["2", "0", "1"]  # the suspect one first
+    assert "suspect" in (cards[0].get_attribute("class") or "") and "fixed place" in cards[0].text
+    assert (
+        "evidence fixed in the lower-right corner in 4 of 4 images"
+        in cards[0].find_element(By.CSS_SELECTOR, ".why").text
+    )
     assert "cannot identify image file" in page.find_element(By.ID, "error-list").text
     assert count(page) == f"{len(records)} of {len(records)} images"
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from attnviz.audit.records import AuditRecord
 from attnviz.audit.stats import (
+    COMMON_GRID,
     LOW_PROB,
     SMALL_OF_LARGEST,
     SMALL_SHARE,
@@ -25,6 +26,7 @@ from attnviz.audit.stats import (
     resample,
 )
 from attnviz.audit.strategies import MIN_IMAGES, embed, strategies
+from attnviz.audit.suspicion import SUSPECT, judge, ranks
 
 #: Exemplars shown per strategy: the members closest to its centre.
 EXEMPLARS = 4
@@ -36,6 +38,9 @@ class Strategy:
     members: list[int]  # record ids, closest to the centre first
     share: float
     small: bool
+    rank: int = 0  # 0: the class's most suspicious strategy, the first card
+    suspicion: float = 0.0
+    why: str = ""
 
     @property
     def size(self) -> int:
@@ -77,6 +82,7 @@ def analyse(records: list[AuditRecord]) -> list[ClassFindings]:
         assert isinstance(grid, list) and isinstance(weights, list)
         maps.append(grid_of(weights, grid))
     x = features(np.stack([common_map(m) for m in maps])) if maps else np.zeros((0, 0))  # (N, D)
+    plain = np.stack([resample(m, COMMON_GRID) for m in maps]).astype(np.float32) if maps else np.zeros((0, 1, 1))
     xy = embed(x) if len(x) else np.zeros((0, 2))
     by_class: dict[int, list[int]] = defaultdict(list)
     labels: dict[int, str] = {}
@@ -87,7 +93,7 @@ def analyse(records: list[AuditRecord]) -> list[ClassFindings]:
     found = []
     distances = np.zeros(len(records))  # (N,) each map's distance to its strategy's centre, filled per class
     for index, members in sorted(by_class.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        found.append(_class_findings(index, labels[index], members, x, records, distances))
+        found.append(_class_findings(index, labels[index], members, x, plain, records, distances))
     for record, single, point in zip(records, maps, xy, strict=True):
         stats = map_stats(single)
         _, _, prob = target_of(record)
@@ -109,7 +115,13 @@ def analyse(records: list[AuditRecord]) -> list[ClassFindings]:
 
 
 def _class_findings(
-    index: int, label: str, members: list[int], x: np.ndarray, records: list[AuditRecord], distances: np.ndarray
+    index: int,
+    label: str,
+    members: list[int],
+    x: np.ndarray,
+    plain: np.ndarray,
+    records: list[AuditRecord],
+    distances: np.ndarray,
 ) -> ClassFindings:
     """Cluster one class's maps; write each member's strategy and strategy flags, and its distance into
     `distances`."""
@@ -124,11 +136,18 @@ def _class_findings(
         # small: a minor way of explaining the class, beside a main one (not one of many even-sized strategies)
         small = found.clustered and share <= SMALL_SHARE and size <= SMALL_OF_LARGEST * sizes.max()
         found.strategies.append(Strategy(k, ordered, share, bool(small)))
+    if found.clustered:
+        verdicts = judge(plain[members], result.labels)
+        for strategy, verdict, rank in zip(found.strategies, verdicts, ranks(verdicts, list(sizes)), strict=True):
+            strategy.rank, strategy.suspicion, strategy.why = rank, verdict.score, verdict.why
     for position, record_id in enumerate(members):
         record = records[record_id]
         flags: list[str] = []
         if found.clustered and found.strategies[int(result.labels[position])].small:
             flags.append("small_strategy")
+        own = found.strategies[int(result.labels[position])] if found.clustered else None
+        if own is not None and own.rank == 0 and own.suspicion >= SUSPECT:
+            flags.append("fixed_evidence")
         if found.clustered and far[position]:
             flags.append("outlier")
         record["flags"] = flags
@@ -156,10 +175,14 @@ def class_json(found: ClassFindings, mean_maps: dict[tuple[int, int], str]) -> d
                 "size": s.size,
                 "share": round(s.share, 4),
                 "small": s.small,
+                "rank": s.rank,
+                "suspicion": s.suspicion,
+                "suspect": s.rank == 0 and s.suspicion >= SUSPECT,
+                "why": s.why,
                 "mean_map": mean_maps.get((found.index, s.id)),
                 "exemplars": s.members[:EXEMPLARS],
             }
-            for s in found.strategies
+            for s in sorted(found.strategies, key=lambda s: s.rank)  # the most suspicious card first
         ]
         if found.clustered
         else [],

@@ -44,6 +44,12 @@ FLAGS = [
         "help": f"its strategy holds at most {SMALL_SHARE:.0%} of its class and half its largest strategy: "
         "a possible shortcut",
     },
+    {
+        "key": "fixed_evidence",
+        "label": "fixed place",
+        "help": "its strategy comes first in its class: its evidence stays in one place from image to image "
+        "(a tag, a watermark, a frame), unlike an object's",
+    },
     {"key": "low_prob", "label": "low probability", "help": f"its class's probability is under {LOW_PROB}"},
     {
         "key": "outlier",
@@ -110,9 +116,14 @@ def common_map(weights: np.ndarray) -> np.ndarray:
 
 
 def features(common: np.ndarray) -> np.ndarray:
-    """(N, side, side) maps -> (N, side * side) square roots: Euclidean distance between them is the Hellinger
-    distance (times sqrt 2), which weighs a moved peak more than noise in the near-empty cells."""
-    return np.sqrt(common.reshape(len(common), -1))
+    """(N, side, side) maps -> (N, side * side + 2 * side) square roots of the maps and of their row and column
+    sums: Euclidean distance between them is a Hellinger distance (times sqrt 2), which weighs a moved peak more
+    than noise in the near-empty cells, and the sums make evidence along one edge (a text strip, a frame's side)
+    alike wherever along it the peak falls. Measured on scripts/planted.py's text strip: without the sums its 30
+    photos fell into five strategies, the largest holding 9; with them 16 and 8 fell into two along the bottom."""
+    n, side = len(common), common.shape[-1]
+    maps = common.reshape(n, side, side)
+    return np.concatenate([np.sqrt(maps.reshape(n, -1)), np.sqrt(maps.sum(2)), np.sqrt(maps.sum(1))], axis=1)
 
 
 def outliers(distances: np.ndarray) -> np.ndarray:

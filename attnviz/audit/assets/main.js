@@ -77,12 +77,17 @@
     el("img", { src: A.url(r.thumb || r.image), alt: `#${r.id}`, loading: "lazy", decoding: "async" }));
   }
 
+  // Cards come in the class's order of suspicion (the data lists them so): the one to look at first is first.
   function card(c, s) {
-    return el("article", { class: "card" + (s.small ? " small" : ""), "data-class": c.index, "data-strategy": s.id },
+    return el("article", { class: "card" + (s.small ? " small" : "") + (s.suspect ? " suspect" : ""),
+      "data-class": c.index, "data-strategy": s.id },
       el("img", { class: "mean", src: A.url(s.mean_map), alt: `mean map of strategy ${s.id}`, loading: "lazy" }),
-      el("h4", {}, `strategy ${s.id}`, s.small ? el("span", { class: "badge small", title: "a small strategy " +
+      el("h4", {}, `strategy ${s.id}`, s.suspect ? el("span", { class: "badge suspect", title: "its evidence " +
+        "stays in one place from image to image, unlike an object's: look here first" }, "fixed place") : "",
+      s.small ? el("span", { class: "badge small", title: "a small strategy " +
         "of its class: possibly a shortcut" }, "small") : ""),
       el("p", {}, `${s.size} images · ${A.pct(s.share)}`),
+      s.why ? el("p", { class: "why" }, s.why) : "",
       el("div", { class: "exemplars" }, (s.exemplars || []).map(thumb)),
       el("button", { type: "button", class: "link", onclick: () => showInTable(c.index, s.id) }, "show in table"));
   }
@@ -103,16 +108,18 @@
     classesBySize.forEach((c, i) => {
       const strategies = c.strategies || [];
       const small = strategies.filter((s) => s.small).length;
+      const suspect = strategies.some((s) => s.suspect);
       const details = el("details", { class: "class", "data-class": c.index },
         el("summary", {}, el("i", { class: "dot", style: "background:" + A.classColor(c.index) }),
           el("b", {}, c.label), ` ${c.count} images`,
           c.clustered ? ` · ${strategies.length} strategies` : " · not clustered",
+          suspect ? el("span", { class: "badge suspect" }, "fixed place") : "",
           small ? el("span", { class: "badge small" }, `${small} small`) : ""));
       details.addEventListener("toggle", () => {
         if (details.open && details.children.length === 1) details.append(...classCards(c));
       });
       list.append(details);
-      if ((i < OPEN_CLASSES || small) && opened < OPEN_AT_MOST) {
+      if ((i < OPEN_CLASSES || small || suspect) && opened < OPEN_AT_MOST) {
         details.open = true;
         opened += 1;
       }
