@@ -13,7 +13,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from attnviz import render
-from attnviz.attention.datafree import cached_scorer
+from attnviz.attention.cams import ClassActivation
+from attnviz.attention.dispatch import cam_query, mode_scorer, torch_only
 from attnviz.attention.queries import class_queries
 from attnviz.attention.relevance import attention_maps
 from attnviz.attention.scorers import Scorer
@@ -27,6 +28,7 @@ from attnviz.models.registry import cached_encoder
 from attnviz.models.runtime import Engine, choose_engine
 from attnviz.options import (
     ATTENTION_MODES,
+    CAM_MODES,
     CLASS_FREE_MODES,
     DEFAULT_ENCODER,
     DEFAULT_MODE,
@@ -128,38 +130,29 @@ class Explainer:
         #: The transformer's own attention (`cls`, `rollout`, ...) replaces the scorer in those modes.
         self.attention: TransformerAttention | None = None
         self.scorer: Scorer | None = None
+        #: A class activation map (`gradcam`, ...: attention/cams.py) replaces the scorer in those modes.
+        self.cam: ClassActivation | None = None
         self.query = Query(query)
         if self.mode in ATTENTION_MODES:
             self.attention = TransformerAttention(self.encoder, self.mode, self.encoder.name)
             self.query = Query.classifier  # no class query: the attention's own gradients, where any, are taken
+        elif self.mode in CAM_MODES:  # the query says whether the pass keeps the features' gradient
+            self.cam, self.query = ClassActivation(self.encoder, self.mode), cam_query(self.mode)
         else:
-            self.scorer = self._scorer(scorer)
+            self.scorer, self.query = mode_scorer(self.encoder, self.mode, self.query, scorer, self.device)
         self.engine, self.backend_note = self._engine(Backend(backend), threads, notify or _to_stderr)
 
     def _engine(self, backend: Backend, threads: int, notify: Callable[[str], None]) -> tuple[Engine | None, str]:
         """An inference runtime for the forward pass, or None for torch, and why."""
-        if self.attention is None:
+        why = torch_only(self.mode)
+        if why is None:
             query = self.query is Query.classifier
             return choose_engine(
                 self.encoder, backend, classifier_query=query, device=self.device.type, threads=threads, notify=notify
             )
         if backend not in (Backend.torch, Backend.auto):
-            raise UsageError(f"--mode {self.mode.value} reads attention inside torch's blocks: use --backend torch")
-        return None, f"torch: --mode {self.mode.value} reads attention inside torch's blocks"
-
-    def _scorer(self, given: Scorer | None) -> Scorer:
-        """The given or data-free scorer for this mode and query, on this explainer's device."""
-        vectors = self.encoder.class_vectors()
-        if self.query is Query.auto:
-            self.query = Query.gradient if vectors is None else Query.classifier
-        if self.query is Query.classifier and vectors is None:
-            raise UsageError(
-                f"encoder {self.encoder.name}: no classifier vectors for this head or layer; use --query gradient"
-            )
-        scorer = given or cached_scorer(self.encoder, self.mode, self.query)
-        if self.device.type != "cpu" and scorer is cached_scorer(self.encoder, self.mode, self.query):
-            scorer = copy.deepcopy(scorer)  # the cached one stays on the CPU for other explainers
-        return scorer.to(self.device).eval()
+            raise UsageError(f"--mode {self.mode.value} {why}: use --backend torch")
+        return None, f"torch: --mode {self.mode.value} {why}"
 
     def target_index(self, target: str | int | None) -> int | None:
         if target is not None and self.encoder.headless:
@@ -242,7 +235,7 @@ class Explainer:
             chosen = [classes[i] if classes and classes[i] else [int(j) for j in top_i[i, :top]] for i in range(len(x))]
         rows, cols = features.shape[-2:]
         with graph, torch.enable_grad():
-            grid_weights, grid_scores = self._grid_maps(seen, features, logits, chosen, rows, cols)  # (M, N) each
+            grid_weights, grid_scores = self._grid_maps(seen, x, features, logits, chosen, rows, cols)  # (M, N) each
         scores = grid_scores.reshape(-1, rows, cols).cpu().numpy()
         on_device = grid_weights.reshape(-1, rows, cols)  # kept for `to_tensor`: no copy back
         weights = on_device.cpu().numpy()
@@ -264,9 +257,11 @@ class Explainer:
         return results
 
     def _grid_maps(
-        self, seen: Recorded, features: Tensor, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
+        self, seen: Recorded, x: Tensor, features: Tensor, logits: Tensor, chosen: list[list[int]], rows: int, cols: int
     ) -> tuple[Tensor, Tensor]:
         """(M, rows * cols) weights and scores, one row per requested map, in image-then-class order."""
+        if self.cam is not None:
+            return self.cam.maps(x, features, logits, chosen)
         if self.attention is None:
             assert self.scorer is not None
             owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=features.device)

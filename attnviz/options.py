@@ -39,6 +39,11 @@ class Mode(str, Enum):
     rollout = "rollout"
     grad_rollout = "grad-rollout"
     legrad = "legrad"
+    gradcam = "gradcam"
+    gradcam_pp = "gradcam++"
+    layercam = "layercam"
+    scorecam = "scorecam"
+    eigencam = "eigencam"
 
 
 #: The soft-attention scorers: every classifier has them.
@@ -47,6 +52,10 @@ SCORER_MODES = (Mode.dot, Mode.general, Mode.concat)
 ATTENTION_MODES = (Mode.cls, Mode.rollout, Mode.grad_rollout, Mode.legrad)
 #: The attention modes that are the same for every class: the only ones a backbone without a classifier draws.
 CLASS_FREE_MODES = (Mode.cls, Mode.rollout)
+#: Class activation maps over the feature map (`attention/cams.py`): every encoder the scorers run on.
+CAM_MODES = (Mode.gradcam, Mode.gradcam_pp, Mode.layercam, Mode.scorecam, Mode.eigencam)
+#: The CAMs that differentiate a class score by the features.
+GRADIENT_CAM_MODES = (Mode.gradcam, Mode.gradcam_pp, Mode.layercam)
 
 
 class FitMode(str, Enum):

@@ -215,8 +215,8 @@ ModeOption = Annotated[
     typer.Option(
         "--mode",
         "-m",
-        help="Attention mode: dot, general, concat; cls or rollout for ViT-family transformers "
-        "[default: concat, or the --head file's mode].",
+        help="Attention mode: dot, general, concat; cls or rollout for ViT-family transformers; the CAM family "
+        "(gradcam, gradcam++, layercam, scorecam, eigencam) on any encoder [default: concat, or the --head file's mode].",
         show_default=False,
     ),
 ]
