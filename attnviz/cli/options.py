@@ -216,7 +216,8 @@ ModeOption = Annotated[
         "--mode",
         "-m",
         help="Attention mode: dot, general, concat; cls or rollout for ViT-family transformers; the CAM family "
-        "(gradcam, gradcam++, layercam, scorecam, eigencam) on any encoder [default: concat, or the --head file's mode].",
+        "(gradcam, gradcam++, layercam, scorecam, eigencam) on any encoder "
+        "[default: concat, or the --head file's mode].",
         show_default=False,
     ),
 ]
