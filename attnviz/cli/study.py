@@ -43,7 +43,7 @@ def evaluate(
         str, typer.Argument(metavar="DIR", help="A folder of photos (searched recursively).", show_default=False)
     ],
     mode: Annotated[
-        list[Mode] | None, typer.Option("--mode", "-m", help="Scorers to rate (repeat). Default: all.")
+        list[Mode] | None, typer.Option("--mode", "-m", help="Modes to rate (repeat). Default: dot, general, concat.")
     ] = None,
     head: Annotated[
         list[str] | None, typer.Option("--head", metavar="FILE", help="Fitted heads to rate too (repeat).")
@@ -52,7 +52,10 @@ def evaluate(
         int, typer.Option("--mosaics", metavar="N", min=1, help="2 x 2 mosaics for the pointing game.")
     ] = 40,
     images: Annotated[
-        int, typer.Option("--images", metavar="N", min=0, help="Photos for the deletion/insertion curves.")
+        int,
+        typer.Option(
+            "--images", metavar="N", min=0, help="Photos for the deletion/insertion curves (--sanity: photos checked)."
+        ),
     ] = 20,
     seed: Annotated[
         int, typer.Option("--seed", metavar="N", help="Fixes mosaics and samples: same folder, same numbers.")
@@ -68,6 +71,14 @@ def evaluate(
             "--singles",
             help="Rate single photos with object masks (alpha channel or NAME.mask.png) instead of mosaics: "
             "recognition, pointing, energy and regions. -s is then the map's size, as in `run`.",
+        ),
+    ] = False,
+    sanity: Annotated[
+        bool,
+        typer.Option(
+            "--sanity",
+            help="Instead of rating the maps, check that they depend on the model and the class (Adebayo et al.): "
+            "the model's layers randomised from the top down, and a random class, on --images photos.",
         ),
     ] = False,
     min_prob: Annotated[
@@ -89,6 +100,20 @@ def evaluate(
     import json as json_module
 
     own_pixel_limit()
+    if sanity:
+        _sanity(
+            folder,
+            tuple(mode or SCORER_MODES),
+            bool(head) or singles,
+            gradcam,
+            encoder,
+            weights,
+            size,
+            images,
+            seed,
+            json,
+        )
+        return
     if singles:
         from attnviz.commands.quality import run_singles
 
@@ -128,6 +153,36 @@ def evaluate(
         )
     else:
         print(format_table(rows, used_mosaics, used_images))
+
+
+def _sanity(
+    folder: str,
+    modes: tuple[Mode, ...],
+    unsupported: bool,
+    gradcam: bool,
+    encoder: str,
+    weights: str | None,
+    size: int,
+    images: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    import json as json_module
+
+    from attnviz.commands.quality import run_sanity
+    from attnviz.errors import UsageError
+    from attnviz.quality.sanity import format_sanity
+
+    if unsupported:
+        raise UsageError("--sanity checks modes: it takes neither --head nor --singles")
+    if gradcam and Mode.gradcam not in modes:
+        modes = (*modes, Mode.gradcam)
+    reports = run_sanity(folder, modes, encoder, weights, size, images, seed)
+    if as_json:
+        rows = [{"method": r.name, "sanity": r.to_json()} for r in reports]
+        print(json_module.dumps({"folder": folder, "seed": seed, "images": reports[0].photos, "rows": rows}))
+    else:
+        print(format_sanity(reports))
 
 
 def fit(

@@ -21,6 +21,7 @@ from attnviz.options import CLASS_FREE_MODES, DEFAULT_ENCODER, DEFAULT_SIZE, SCO
 if TYPE_CHECKING:
     from attnviz.quality.evaluate import EvalRow
     from attnviz.quality.fit import FitReport
+    from attnviz.quality.sanity import SanityReport
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,27 @@ def run_singles(
             {"folder": folder, "photos": len(photos), "masked": masked, "rows": [r.to_json() for r in rows]}
         )
     return format_singles(rows, len(photos), masked, min_prob)
+
+
+def run_sanity(
+    folder: str, modes: Sequence[Mode], encoder_name: str, weights: str | None, size: int, images: int, seed: int
+) -> list[SanityReport]:
+    """`attnviz eval --sanity`: the MPRT and random-logit tests (quality/sanity.py) of each mode, on `images` photos
+    of `folder` drawn with `seed` (which also seeds the randomised layers and the random classes)."""
+    import random
+
+    from attnviz.quality.sanity import check, mode_map
+
+    if images < 1:
+        raise UsageError("--sanity needs --images of at least 1")
+    encoder = create_encoder(encoder_name, weights)
+    _needs_classes(encoder, "the sanity checks explain its classes")
+    _, pictures = load_folder(folder)
+    if not pictures:
+        raise UsageError(f"{folder}: no readable photos")
+    chosen = sorted(random.Random(seed).sample(range(len(pictures)), min(images, len(pictures))))
+    tensors = [encoder.preprocess(pictures[i], size) for i in chosen]
+    return [check(mode.value, mode_map(mode, size), encoder, tensors, seed) for mode in dict.fromkeys(modes)]
 
 
 def run_fit(
