@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import eigsh
 
 #: Most strategies looked for in one class.
 MAX_STRATEGIES = 8
@@ -20,6 +22,8 @@ MAX_STRATEGIES = 8
 MIN_IMAGES = 8
 #: A class with more images is clustered on an even sample of this many; the rest join the nearest strategy.
 MAX_CLUSTERED = 2000
+#: Up to this many images the eigenvectors come from the dense solver; beyond, from the sparse one.
+DENSE_LIMIT = 1000
 #: Strategies whose mean maps correlate above this are one strategy. Spectral clustering splits a tight group by
 #: one-cell shifts of its peak: on the planted shortcut (scripts/shortcut.py) the tag's two halves correlated 0.84,
 #: while different strategies of a class correlated below 0.
@@ -36,40 +40,83 @@ class Strategies:
     eigenvalues: np.ndarray  # the normalised Laplacian's smallest eigenvalues, for the record
 
 
-def affinity(x: np.ndarray, neighbours: int) -> np.ndarray:
-    """(N, D) -> (N, N) symmetric k-NN affinity with self-tuning bandwidths."""
-    norms = (x**2).sum(1)
-    squared = np.maximum(norms[:, None] + norms[None, :] - 2 * x @ x.T, 0)  # (N, N), without an (N, N, D) temporary
-    order = np.argsort(squared, axis=1)
-    k = min(neighbours, len(x) - 1)
-    scale = np.sqrt(squared[np.arange(len(x)), order[:, k]]) + 1e-12  # distance to the k-th neighbour
-    weights = np.exp(-squared / (scale[:, None] * scale[None, :]))
-    near = np.zeros_like(weights, dtype=bool)
-    near[np.arange(len(x))[:, None], order[:, 1 : k + 1]] = True
-    weights = np.where(near | near.T, weights, 0.0)
-    np.fill_diagonal(weights, 0.0)
-    return weights
+def affinity(x: np.ndarray, neighbours: int) -> sparse.csr_matrix:
+    """(N, D) -> (N, N) sparse symmetric k-NN affinity with self-tuning bandwidths: O(N k) memory."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(x)
+    k = min(neighbours, n - 1)
+    found, index = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)  # (N, k + 1), self first (mostly)
+    scale = found[:, k] + 1e-12  # distance to the k-th neighbour
+    rows = np.repeat(np.arange(n), k + 1)
+    cols = index.ravel()
+    weights = np.exp(-(found.ravel() ** 2) / (scale[rows] * scale[cols]))
+    weights[rows == cols] = 0.0
+    a = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
+    a.eliminate_zeros()
+    return a.maximum(a.T).tocsr()  # an edge either way; its weight is symmetric
 
 
 def spectral(x: np.ndarray, max_k: int = MAX_STRATEGIES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) features -> (labels, smallest eigenvalues), with the number of clusters chosen by the eigengap."""
+    """(N, D) features -> (labels, smallest eigenvalues), with the number of clusters chosen by the eigengap.
+
+    The normalised Laplacian's smallest eigenvalues are 1 minus the largest of D^-1/2 A D^-1/2, which a sparse
+    Lanczos solver finds without an (N, N) array; small classes take the dense solver (the same numbers)."""
     from sklearn.cluster import KMeans
 
     n = len(x)
     a = affinity(x, neighbours=max(5, round(float(np.log2(n))) + 2))
-    degree = a.sum(1)
-    inv = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
-    laplacian = np.eye(n) - inv[:, None] * a * inv[None, :]
-    values, vectors = np.linalg.eigh(laplacian)  # ascending
+    inv = 1.0 / np.sqrt(np.maximum(np.asarray(a.sum(1)).ravel(), 1e-12))
+    m = sparse.diags(inv) @ a @ sparse.diags(inv)
     top = min(max_k, n - 1)
-    gaps = np.diff(values[: top + 1])  # gap after the 1st, 2nd, ... eigenvalue
+    if n <= DENSE_LIMIT:
+        high, vectors = np.linalg.eigh(m.toarray())
+        high, vectors = high[::-1][: top + 1], vectors[:, ::-1][:, : top + 1]
+    else:
+        v0 = np.random.default_rng(seed).uniform(0.5, 1.0, n)
+        high, vectors = eigsh(m, k=top + 1, which="LA", v0=v0, tol=1e-8)
+        order = np.argsort(-high)
+        high, vectors = high[order], vectors[:, order]
+    values = 1.0 - high  # ascending
+    gaps = np.diff(values)  # gap after the 1st, 2nd, ... eigenvalue
     k = int(np.argmax(gaps)) + 1 if top >= 1 else 1
     if k == 1:
-        return np.zeros(n, dtype=int), values[: top + 1]
+        return np.zeros(n, dtype=int), values
     embedding = vectors[:, :k]
     embedding = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(embedding)
-    return labels, values[: top + 1]
+    return labels, values
+
+
+def nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(N, D), (K, D) -> (N,) index of each row's nearest centre, a chunk at a time (no (N, K, D) temporary)."""
+    out = np.empty(len(x), dtype=np.int64)
+    squares = (centres**2).sum(1)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        out[start : start + chunk] = np.argmin(squares[None, :] - 2 * part @ centres.T, axis=1)
+    return out
+
+
+def group_means(x: np.ndarray, labels: np.ndarray, count: int, power: int = 1, chunk: int = 65536) -> np.ndarray:
+    """(N, D), (N,) labels in 0..count-1 -> (count, D) mean of each group's rows (to `power`), a chunk at a time."""
+    sums = np.zeros((count, x.shape[1]))
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk] ** power
+        onehot = sparse.csr_matrix(
+            (np.ones(len(part)), (labels[start : start + chunk], np.arange(len(part)))), shape=(count, len(part))
+        )
+        sums += onehot @ part
+    return sums / np.maximum(np.bincount(labels, minlength=count), 1)[:, None]
+
+
+def distances_to(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(N,) Euclidean distance of each row to its own centre, a chunk at a time."""
+    out = np.empty(len(x))
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        out[start : start + chunk] = np.linalg.norm(part - centres[labels[start : start + chunk]], axis=1)
+    return out
 
 
 def strategies(x: np.ndarray, max_k: int = MAX_STRATEGIES) -> Strategies:
@@ -80,8 +127,8 @@ def strategies(x: np.ndarray, max_k: int = MAX_STRATEGIES) -> Strategies:
     elif n > MAX_CLUSTERED:
         sample = np.linspace(0, n - 1, MAX_CLUSTERED).round().astype(int)
         sample_labels, values = spectral(x[sample], max_k)
-        centres = np.stack([x[sample][sample_labels == c].mean(0) for c in np.unique(sample_labels)])
-        labels = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        sample_labels = np.unique(sample_labels, return_inverse=True)[1]
+        labels = nearest(x, group_means(x[sample], sample_labels, int(sample_labels.max()) + 1))
     else:
         labels, values = spectral(x, max_k)
     labels = merge_alike(x, labels)
@@ -91,8 +138,8 @@ def strategies(x: np.ndarray, max_k: int = MAX_STRATEGIES) -> Strategies:
     rank[order] = np.arange(len(order))
     labels = rank[labels]
     labels = np.unique(labels, return_inverse=True)[1]  # drop emptied ids
-    centres = np.stack([x[labels == c].mean(0) for c in range(labels.max() + 1)])
-    distances = np.linalg.norm(x - centres[labels], axis=1)
+    centres = group_means(x, labels, int(labels.max()) + 1)
+    distances = distances_to(x, centres, labels)
     return Strategies(labels, centres, distances, values)
 
 
@@ -101,10 +148,10 @@ def merge_alike(x: np.ndarray, labels: np.ndarray, threshold: float = MERGE_CORR
     `threshold`."""
     labels = labels.copy()
     while True:
-        ids = np.unique(labels)
+        ids, dense = np.unique(labels, return_inverse=True)
         if len(ids) < 2:
             return labels
-        means = np.stack([(x[labels == k] ** 2).mean(0) for k in ids])  # (K, D)
+        means = group_means(x, dense, len(ids), power=2)  # (K, D)
         alike = np.corrcoef(means)
         np.fill_diagonal(alike, -1.0)
         a, b = np.unravel_index(int(np.nanargmax(alike)), alike.shape)
