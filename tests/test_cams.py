@@ -178,3 +178,14 @@ def test_run_draws_pytorch_grad_cams_scorecam() -> None:
     """On an earlier map of 192 channels at a small size: one masked pass per channel, each side."""
     grid, _ = _agreement(Mode.scorecam, 128, "blocks.5")
     assert grid >= 0.95, grid
+
+
+def test_compare_and_audit_draw_cam_modes(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    picture = helpers.SAMPLES / "chelsea.png"
+    args = ["compare", picture, *TINY, "-m", "gradcam", "-m", "gradcam++", "-m", "scorecam", "-o", tmp_path / "c.png"]
+    code, _, err = run(capsysbinary, *args)
+    assert code == 0, err
+    assert (tmp_path / "c.png").is_file()
+    code, _, err = run(capsysbinary, "audit", helpers.SAMPLES, *TINY, "-m", "layercam", "-o", tmp_path / "audit")
+    assert code == 0, err
+    assert (tmp_path / "audit" / "report.html").is_file()
