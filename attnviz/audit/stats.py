@@ -123,7 +123,14 @@ def features(common: np.ndarray) -> np.ndarray:
     photos fell into five strategies, the largest holding 9; with them 16 and 8 fell into two along the bottom."""
     n, side = len(common), common.shape[-1]
     maps = common.reshape(n, side, side)
-    return np.concatenate([np.sqrt(maps.reshape(n, -1)), np.sqrt(maps.sum(2)), np.sqrt(maps.sum(1))], axis=1)
+    out = np.empty((n, side * side + 2 * side), dtype=np.result_type(common.dtype, np.float32))
+    for start in range(0, n, 65536):  # written in place, a chunk at a time: no copy of the whole set
+        part = maps[start : start + 65536]
+        rows = out[start : start + 65536]
+        np.sqrt(part.reshape(len(part), -1), out=rows[:, : side * side])
+        np.sqrt(part.sum(2), out=rows[:, side * side : side * side + side])
+        np.sqrt(part.sum(1), out=rows[:, side * side + side :])
+    return out
 
 
 def outliers(distances: np.ndarray) -> np.ndarray:
