@@ -126,8 +126,11 @@ def make_photos(
     return photos
 
 
-def rank_of(audit_dir: Path, photos: list[shortcut.Photo], label: str = "animal") -> tuple[float, float, int, int, str]:
-    """(precision, recall, the shortcut strategy's rank in its class, strategies, its card's words)."""
+def rank_of(
+    audit_dir: Path, photos: list[shortcut.Photo], label: str = "animal"
+) -> tuple[float, float, float, int, int, str]:
+    """(precision, recall, recall among the shortcut photos the model put in the class, the shortcut strategy's
+    rank in its class, strategies, its card's words)."""
     from attnviz.audit.analysis import analyse
     from attnviz.audit.records import read_records
 
@@ -138,7 +141,8 @@ def rank_of(audit_dir: Path, photos: list[shortcut.Photo], label: str = "animal"
     best = max(animal.strategies, key=lambda s: sum(str(records[i].get("input")) in tagged for i in s.members))
     hits = sum(str(records[i].get("input")) in tagged for i in best.members)
     ranked = sorted(animal.strategies, key=lambda s: s.rank)
-    return hits / best.size, hits / len(tagged), ranked.index(best) + 1, len(ranked), best.why
+    called = sum(str(records[i].get("input")) in tagged for i in animal.members)
+    return hits / best.size, hits / len(tagged), hits / max(called, 1), ranked.index(best) + 1, len(ranked), best.why
 
 
 def main() -> int:
@@ -156,8 +160,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.recipe:
         held_out = shortcut.make_photos(args.recipe / "held-out", 30, seed=2)
-        precision, recall, rank, count, why = rank_of(args.recipe / "audit", held_out, "cat")
-        print(f"recipe: precision {precision:.3f}, recall {recall:.3f}; rank {rank} of {count} ('{why}')")
+        precision, recall, in_class, rank, count, why = rank_of(args.recipe / "audit", held_out, "cat")
+        print(
+            f"recipe: precision {precision:.3f}, recall {recall:.3f} (in its class {in_class:.3f}); "
+            f"rank {rank} of {count} ('{why}')"
+        )
     if not args.singles.is_dir():
         print(f"{args.singles}: no such folder (python scripts/make_singles.py {args.singles})", file=sys.stderr)
         return 2
@@ -180,12 +187,13 @@ def main() -> int:
             labels.write_text("\n".join(LABELS) + "\n")
             if attnviz([*argv, "--size", str(args.size), "--overwrite", "-q"]) not in (0, 1):
                 return 1
-        precision, recall, rank, count, why = rank_of(out, held_out)
+        precision, recall, in_class, rank, count, why = rank_of(out, held_out)
         ok = precision >= 0.9 and recall >= 0.8 and rank == 1
         failed += not ok
         print(
             f"{case}: {len(held_out)} photos, {sum(p.tagged for p in held_out)} with the shortcut; "
-            f"precision {precision:.3f}, recall {recall:.3f}; rank {rank} of {count} ('{why}')"
+            f"precision {precision:.3f}, recall {recall:.3f} (in its class {in_class:.3f}); "
+            f"rank {rank} of {count} ('{why}')"
             f"{'' if ok else '  <- NOT found'}"
         )
         print(f"  command: attnviz {' '.join(argv)} --size {args.size}")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from test_audit import blob, record
 
 from attnviz.audit.analysis import analyse, class_json
-from attnviz.audit.records import AuditRecord
+from attnviz.audit.records import RECORDS, AuditRecord
 from attnviz.audit.stats import common_map, features, resample
 from attnviz.audit.suspicion import judge, place_name, ranks
+
+from helpers import run
 
 
 def moving(k: int, rows: int = 14, cols: int = 19) -> np.ndarray:
@@ -73,3 +78,16 @@ def test_the_report_lists_the_suspect_strategy_first_and_flags_its_images() -> N
         flags = r["flags"]
         assert isinstance(flags, list)
         assert ("fixed_evidence" in flags) == (r["id"] in tagged), r
+
+
+def test_the_written_report_carries_the_ranking_and_its_words(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    records = [record(f"tag{k:02d}.jpg", blob(14, 19, 12.5, 17.5, 0.5, k)) for k in range(24)]
+    records += [record(f"obj{k:02d}.jpg", moving(k)) for k in range(16)]
+    source = tmp_path / "records.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run(capsysbinary, "audit", "--from", source, "-o", tmp_path / "audit")
+    assert code == 0, err
+    written = [json.loads(line) for line in (tmp_path / "audit" / RECORDS).read_text().splitlines()]
+    assert all(("fixed_evidence" in r["flags"]) == r["input"].startswith("tag") for r in written)
+    page = (tmp_path / "audit" / "report.html").read_text()
+    assert "evidence fixed in the lower-right corner in 24 of 24 images" in page and '"suspect":true' in page
