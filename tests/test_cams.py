@@ -189,3 +189,17 @@ def test_compare_and_audit_draw_cam_modes(capsysbinary: pytest.CaptureFixture[by
     code, _, err = run(capsysbinary, "audit", helpers.SAMPLES, *TINY, "-m", "layercam", "-o", tmp_path / "audit")
     assert code == 0, err
     assert (tmp_path / "audit" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("mode", CAM_MODES)
+def test_cams_draw_on_your_own_module_left_as_it_was(mode: Mode) -> None:
+    """A module wrapped by the generic encoder: the features are a hooked layer's output, differentiated there."""
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = torchvision.models.resnet18(num_classes=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    drawn = Explainer(model=net, labels=["a", "b", "c", "d"], mode=mode, size=64).explain(photo("chelsea.png"), 2)
+    assert drawn.grid == (2, 3) and drawn.weights.sum() == pytest.approx(1.0, abs=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()) and net.training
