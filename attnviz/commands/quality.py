@@ -147,8 +147,10 @@ def run_sanity(
     """`attnviz eval --sanity`: the MPRT and random-logit tests (quality/sanity.py) of each mode, on `images` photos
     of `folder` drawn with `seed` (which also seeds the randomised layers and the random classes)."""
     import random
+    import sys
 
-    from attnviz.quality.sanity import check, mode_map
+    from attnviz.batch.progress import Progress
+    from attnviz.quality.sanity import cascade, check, layer_order, mode_map
 
     if images < 1:
         raise UsageError("--sanity needs --images of at least 1")
@@ -159,7 +161,12 @@ def run_sanity(
         raise UsageError(f"{folder}: no readable photos")
     chosen = sorted(random.Random(seed).sample(range(len(pictures)), min(images, len(pictures))))
     tensors = [encoder.preprocess(pictures[i], size) for i in chosen]
-    return [check(mode.value, mode_map(mode, size), encoder, tensors, seed) for mode in dict.fromkeys(modes)]
+    modes = list(dict.fromkeys(modes))
+    steps = 1 + len(cascade(len(layer_order(encoder, tensors[0][None]))))  # the random logit, then the cascade
+    progress = Progress(sys.stderr, len(modes) * steps * len(tensors), enabled=sys.stderr.isatty(), unit="maps")
+    reports = [check(mode.value, mode_map(mode, size), encoder, tensors, seed, progress.advance) for mode in modes]
+    progress.clear()
+    return reports
 
 
 def run_fit(

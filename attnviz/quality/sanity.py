@@ -150,8 +150,22 @@ def mode_map(mode: object, size: int) -> MapFunction:
     return draw
 
 
-def check(name: str, draw: MapFunction, encoder: Encoder, pictures: Sequence[Tensor], seed: int = 0) -> SanityReport:
-    """Both tests for `draw` on each (3, h, w) preprocessed picture, explained for the trained model's top class."""
+def cascade(layers: int) -> list[int]:
+    """How many layers from the top are random at each step: the top one, then each share of `CASCADE`."""
+    return list(dict.fromkeys([1, *(max(1, round(share * layers)) for share in CASCADE)]))
+
+
+def check(
+    name: str,
+    draw: MapFunction,
+    encoder: Encoder,
+    pictures: Sequence[Tensor],
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> SanityReport:
+    """Both tests for `draw` on each (3, h, w) preprocessed picture, explained for the trained model's top class;
+    `progress` is called after each photo's maps of a step."""
+    tick = progress or (lambda: None)
     report = SanityReport(name, photos=len(pictures))
     if not pictures:
         return report
@@ -165,18 +179,20 @@ def check(name: str, draw: MapFunction, encoder: Encoder, pictures: Sequence[Ten
     for x, c, reference in zip(batches, tops, trained, strict=True):
         other = chooser.choice([k for k in range(classes) if k != c]) if classes > 1 else c
         report.random_logit.add(reference, draw(encoder, x, other))
+        tick()
     randomised = copy.deepcopy(encoder)  # the caller's model stays as it was
     layers = layer_order(randomised, batches[0])[::-1]  # top first
     report.layers = len(layers)
     generator = torch.Generator().manual_seed(seed)
     done = 0
-    for count in dict.fromkeys([1, *(max(1, round(share * len(layers))) for share in CASCADE)]):
+    for count in cascade(len(layers)):
         for layer in layers[done:count]:
             randomise(layer, generator)
         done = count
         figures = Figures()
         for x, c, reference in zip(batches, tops, trained, strict=True):
             figures.add(reference, draw(randomised, x, c))
+            tick()
         report.steps.append((count, figures))
     return report
 
