@@ -364,3 +364,29 @@ def test_a_real_audit_opens_with_its_pictures(driver: WebDriver, tmp_path: Path)
     assert WebDriverWait(driver, 5).until(lambda d: js(d, thumbs))
     logged = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not logged, logged
+
+
+def test_a_paged_report_opens_on_its_cards_and_takes_its_records_from_files_beside_it(
+    driver: WebDriver, tmp_path: Path
+) -> None:
+    """Over `page_records` images the records go to data/part-NNNN.js (loaded by script tags, which file://
+    allows); the page opens on its cards and ends with every record, as the inline page does."""
+    data = make_data(tmp_path)
+    records: list[Record] = data["records"]  # type: ignore[assignment]
+    n = len(records)
+    path = write_report(tmp_path, data, page_records=10, part_size=20)
+    assert len(list((tmp_path / "data").glob("part-*.js"))) == math.ceil(n / 20)
+    inline = json.loads(re.search(r'id="data">(.*?)</script>', path.read_text(), re.S).group(1))  # type: ignore[union-attr]
+    assert len(inline["records"]) <= 4 * 5 < n and inline["count"] == n  # only the cards' exemplars are inline
+    last = records[-1]["id"]
+    open_page(driver, path, f"#img={last}")
+    WebDriverWait(driver, 30).until(lambda d: js(d, "return window.attnviz.loaded === true"))
+    assert viewer_id(driver) == last  # a deep link to an image of the last part opens once it has come
+    assert js(driver, "return document.getElementById('count').textContent") == f"{n} of {n} images"
+    assert js(driver, "return document.querySelector('#tiles .tile b').textContent") == str(n)
+    options = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "select[name=cluster] option")]
+    assert "-1" in options  # the unclustered class has no exemplar inline: its choice came with the parts
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+    write_report(tmp_path, data)  # small enough to inline again: the parts are removed
+    assert not list((tmp_path / "data").glob("part-*.js"))

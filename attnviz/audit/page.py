@@ -19,11 +19,19 @@ from attnviz.io.outputs import write_bytes
 
 #: Scripts in the order they are inlined: each later one uses what the earlier ones define.
 SCRIPTS = ("core.js", "table.js", "scatter.js", "viewer.js", "main.js")
+#: A report of more images than this pages its records from script files beside it (`data/part-NNNN.js`, each
+#: calling `attnvizPart([...])`): `<script src>` loads them from `file://`, where `fetch()` of a file is refused,
+#: and the page opens on the classes and strategy cards before the records have arrived.
+PAGE_RECORDS = 100_000
+#: Records per part file.
+PART_SIZE = 50_000
 #: Placeholders in `report.html`, replaced in one pass so that text in the data can never be taken for one.
 _SLOT = re.compile(r"/\*@(CSS|SCRIPTS|DATA|TITLE)@\*/")
 
 
-def write_report(out_dir: Path, data: Mapping[str, object]) -> Path:
+def write_report(
+    out_dir: Path, data: Mapping[str, object], page_records: int = PAGE_RECORDS, part_size: int = PART_SIZE
+) -> Path:
     """Write out_dir/report.html (atomically: temp file + os.replace) and return its path.
 
     `data` is JSON-serialisable: title, encoder, mode, command, created, `stats` and `flags` (lists of
@@ -33,9 +41,32 @@ def write_report(out_dir: Path, data: Mapping[str, object]) -> Path:
     dict whose values mypy infers narrower than `object` is accepted as it is.
     """
     out_dir = Path(out_dir)
+    records = data.get("records")
+    parts: list[str] = []
+    if isinstance(records, list) and len(records) > page_records:
+        for number, start in enumerate(range(0, len(records), part_size), 1):
+            name = f"data/part-{number:04d}.js"
+            text = "attnvizPart(" + embed_json(records[start : start + part_size]) + ");\n"
+            write_bytes(out_dir / name, text.encode("utf-8"), overwrite=True)
+            parts.append(name)
+        shown = {e for c in _dicts(data.get("classes")) for s in _dicts(c.get("strategies")) for e in _ids(s)}
+        inline = [r for r in records if isinstance(r, Mapping) and r.get("id") in shown]  # the cards' pictures
+        data = {**data, "records": inline, "parts": parts, "count": len(records)}
+    for stale in sorted((out_dir / "data").glob("part-*.js")) if (out_dir / "data").is_dir() else []:
+        if f"data/{stale.name}" not in parts:
+            stale.unlink()
     path = out_dir / "report.html"
     write_bytes(path, render_report(data).encode("utf-8"), overwrite=True)
     return path
+
+
+def _dicts(value: object) -> list[Mapping[str, object]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _ids(strategy: Mapping[str, object]) -> list[object]:
+    exemplars = strategy.get("exemplars")
+    return exemplars if isinstance(exemplars, list) else []
 
 
 def render_report(data: Mapping[str, object]) -> str:

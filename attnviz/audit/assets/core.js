@@ -10,6 +10,45 @@
   A.flags = data.flags || [];
   A.classes = data.classes || [];
   A.byId = new Map(A.records.map((r) => [r.id, r]));
+  // A large report pages its records from data/part-NNNN.js beside it (script tags load from file://, fetch does
+  // not): the page opens on what is inline (the cards' exemplars) and takes the parts one after another.
+  A.total = typeof data.count === "number" ? data.count : A.records.length;
+  A.loading = (data.parts || []).length > 0;
+  A.addRecords = (rows) => {
+    for (const r of rows) {
+      if (!A.byId.has(r.id)) {
+        A.records.push(r);
+        A.byId.set(r.id, r);
+      }
+    }
+  };
+  A.loadParts = (onPart, onDone) => {
+    const parts = data.parts || [];
+    let next = 0;
+    window.attnvizPart = A.addRecords;
+    const finish = () => {
+      A.loading = false;
+      A.records.sort((a, b) => a.id - b.id);
+      onDone();
+    };
+    const load = () => {
+      if (next >= parts.length) return finish();
+      const script = document.createElement("script");
+      script.src = A.url(parts[next]);
+      script.onload = () => {
+        script.remove();
+        next += 1;
+        onPart(next, parts.length);
+        setTimeout(load, 0); // the page stays responsive between parts
+      };
+      script.onerror = () => {
+        console.error(`attnviz report: cannot load ${parts[next]}`);
+        finish();
+      };
+      document.head.append(script);
+    };
+    load();
+  };
   A.classByIndex = new Map(A.classes.map((c) => [c.index, c]));
   A.flagLabel = new Map(A.flags.map((f) => [f.key, f.label || f.key]));
 

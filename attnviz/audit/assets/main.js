@@ -14,10 +14,14 @@
     return counts;
   };
   const byClass = new Map();
-  for (const r of A.records) {
-    if (!byClass.has(r.class)) byClass.set(r.class, []);
-    byClass.get(r.class).push(r);
-  }
+  const indexClasses = () => {
+    byClass.clear();
+    for (const r of A.records) {
+      if (!byClass.has(r.class)) byClass.set(r.class, []);
+      byClass.get(r.class).push(r);
+    }
+  };
+  indexClasses();
   const classesBySize = [...A.classes].sort((a, b) => b.count - a.count || a.index - b.index);
 
   // Show the table with one class (and strategy) selected: from the overview and the strategy cards.
@@ -42,7 +46,7 @@
     const tile = (value, label, help, href) => el(href ? "a" : "div", { class: "tile", title: help, href },
       el("b", {}, value), el("span", {}, label));
     $("tiles").replaceChildren(
-      tile(A.records.length, "images"),
+      tile(A.loading ? `${A.records.length} of ${A.total}` : A.records.length, "images"),
       tile(A.classes.length, "classes"),
       tile(A.classes.reduce((n, c) => n + (c.strategies || []).length, 0), "strategies"),
       tile(flagged, "flagged images", "images with at least one flag"),
@@ -146,4 +150,24 @@
   A.fromHash();
   A.loadMs = performance.now();
   A.ready = true;
+  if (A.loading) {
+    $("count").textContent = `loading ${A.total} images…`;
+    A.loadParts((done, parts) => {
+      if (done === 1) A.update(); // the first part in the table at once; the rest when all have come
+      $("count").textContent = `${A.state.view.length} shown · loading: ${A.records.length} of ${A.total} images`;
+    }, () => {
+      indexClasses();
+      const deepLink = () => { if (A.current === null && /img=/.test(location.hash)) A.fromHash(); };
+      for (const build of [overview, A.rebuildFilters, A.update, deepLink]) {
+        try {
+          build();
+        } catch (error) {
+          console.error("attnviz report: after loading:", error);
+        }
+      }
+      A.loaded = true;
+    });
+  } else {
+    A.loaded = true;
+  }
 })();

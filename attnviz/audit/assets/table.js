@@ -56,6 +56,12 @@
   }
 
   // Set the filter controls from A.state.filters (after a reset, or a click on a class in the overview).
+  // After a paged report's records have all come: the strategy choices and the ranges' hints from all of them.
+  A.rebuildFilters = () => {
+    buildFilters();
+    A.syncFilters();
+  };
+
   A.syncFilters = () => {
     const form = document.getElementById("filters");
     for (const sel of form.querySelectorAll("select")) sel.value = A.state.filters[sel.name];

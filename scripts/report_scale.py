@@ -1,0 +1,71 @@
+"""How fast a large audit report opens from disk in headless Chromium (Debian's chromium + chromedriver).
+
+Writes a synthetic report of N images (tests/report_data.py's records, sharing 100 picture files), opens
+report.html from file://, and prints: the time to the page built (cards, table, scatter; `attnviz.loadMs`), the
+time until every data part has come (`attnviz.loaded`), and, once loaded, how long a filter change takes.
+
+    python scripts/report_scale.py /tmp/report1m 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def main() -> int:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from attnviz.audit.page import write_report
+
+    from report_data import CLASSES, UNCLUSTERED, make_data
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("images", type=int)
+    args = parser.parse_args()
+    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not browser or not driver_path:
+        print("needs chromium and chromedriver (apt-get install chromium chromium-driver)", file=sys.stderr)
+        return 2
+    per_scale = sum(size for _, _, sizes in CLASSES for size, _ in sizes)
+    started = time.perf_counter()
+    data = make_data(args.folder, scale=max(1, (args.images - UNCLUSTERED) // per_scale), files=100)
+    path = write_report(args.folder, data)
+    n = len(data["records"])  # type: ignore[arg-type]
+    print(f"{n} images written in {time.perf_counter() - started:.1f} s: {path}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        driver.set_script_timeout(600)
+        driver.get(path.as_uri())
+        opened = driver.execute_script("return window.attnviz.loadMs")
+        WebDriverWait(driver, 600, poll_frequency=0.2).until(lambda d: d.execute_script("return window.attnviz.loaded"))
+        loaded = driver.execute_script("return performance.now()")
+        shown = driver.execute_script("return document.getElementById('count').textContent")
+        filtered = driver.execute_script(
+            "const t = performance.now(); const s = document.querySelector('select[name=flag]');"
+            "s.value = 'outlier'; s.dispatchEvent(new Event('change')); return performance.now() - t"
+        )
+        print(
+            f"page built (cards, table, scatter) {opened / 1000:.2f} s after navigation; all records in at "
+            f"{loaded / 1000:.1f} s ({shown}); a filter change then took {filtered / 1000:.2f} s"
+        )
+    finally:
+        driver.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
