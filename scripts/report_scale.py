@@ -10,6 +10,8 @@ time until every data part has come (`attnviz.loaded`), and, once loaded, how lo
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import sys
 import time
@@ -24,24 +26,31 @@ def main() -> int:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.wait import WebDriverWait
 
-    from attnviz.audit.page import write_report
+    from attnviz.audit.page import render_report, write_report
 
     from report_data import CLASSES, UNCLUSTERED, make_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("images", type=int)
+    parser.add_argument("--reuse", action="store_true", help="keep the folder's data; write report.html's text again")
     args = parser.parse_args()
     browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not browser or not driver_path:
         print("needs chromium and chromedriver (apt-get install chromium chromium-driver)", file=sys.stderr)
         return 2
-    per_scale = sum(size for _, _, sizes in CLASSES for size, _ in sizes)
-    started = time.perf_counter()
-    data = make_data(args.folder, scale=max(1, (args.images - UNCLUSTERED) // per_scale), files=100)
-    path = write_report(args.folder, data)
-    n = len(data["records"])  # type: ignore[arg-type]
-    print(f"{n} images written in {time.perf_counter() - started:.1f} s: {path}")
+    path = args.folder / "report.html"
+    if args.reuse and path.is_file():  # the same data, the page's own text (its scripts) written again
+        inline = re.search(r'id="data">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
+        assert inline, f"{path}: no data"
+        path.write_text(render_report(json.loads(inline.group(1))), encoding="utf-8")
+    else:
+        per_scale = sum(size for _, _, sizes in CLASSES for size, _ in sizes)
+        started = time.perf_counter()
+        data = make_data(args.folder, scale=max(1, (args.images - UNCLUSTERED) // per_scale), files=100)
+        path = write_report(args.folder, data)
+        n = len(data["records"])  # type: ignore[arg-type]
+        print(f"{n} images written in {time.perf_counter() - started:.1f} s: {path}")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):

@@ -15,6 +15,15 @@
   const hasXY = (r) => Array.isArray(r.xy) && typeof r.xy[0] === "number" && typeof r.xy[1] === "number";
   const colorOf = (r) => (opts.colorBy === "class" ? A.classColor(r.class) : A.strategyColor(r.cluster));
 
+  // At most this many points are drawn (an even sample beyond): a million arcs would take seconds a redraw.
+  const MAX_POINTS = 60000;
+  const evenly = (list, room) => {
+    if (list.length <= room) return list;
+    const out = [];
+    for (let i = 0; i < room; i++) out.push(list[Math.floor((i * list.length) / room)]);
+    return out;
+  };
+
   function layout() {
     const scope = A.records.filter((r) => hasXY(r) && (opts.cls === "" || String(r.class) === opts.cls));
     const width = canvas.parentElement.clientWidth || 800;
@@ -26,12 +35,17 @@
     const sx = (width - 2 * PAD) / (x1 - x0 || 1);
     const sy = (HEIGHT - 2 * PAD) / (y1 - y0 || 1);
     const shown = new Set(A.state.view.map((r) => r.id));
-    const points = scope.map((r) => ({
-      r, on: shown.has(r.id),
+    const on = [];
+    const off = [];
+    for (const r of scope) (shown.has(r.id) ? on : off).push(r);
+    const place = (r, isOn) => ({
+      r, on: isOn,
       x: x1 > x0 ? PAD + (r.xy[0] - x0) * sx : width / 2,
       y: y1 > y0 ? HEIGHT - PAD - (r.xy[1] - y0) * sy : HEIGHT / 2, // up is up
-    }));
-    placed = [...points.filter((p) => !p.on), ...points.filter((p) => p.on)];
+    });
+    const kept = evenly(on, MAX_POINTS);
+    const rest = evenly(off, Math.max(MAX_POINTS - kept.length, MAX_POINTS / 4));
+    placed = [...rest.map((r) => place(r, false)), ...kept.map((r) => place(r, true))];
     return width;
   }
 
