@@ -390,3 +390,15 @@ def test_a_paged_report_opens_on_its_cards_and_takes_its_records_from_files_besi
     assert not errors, errors
     write_report(tmp_path, data)  # small enough to inline again: the parts are removed
     assert not list((tmp_path / "data").glob("part-*.js"))
+
+
+def test_the_scatter_draws_an_even_sample_beyond_its_cap_keeping_the_filtered_in(
+    driver: WebDriver, tmp_path: Path
+) -> None:
+    data = make_data(tmp_path)
+    data["scatter_max"] = 20  # the page's cap is 60,000 points; this report has 61
+    open_page(driver, write_report(tmp_path, data))
+    assert js(driver, "return window.attnviz.scatterDrawn") == {"on": 20, "off": 0}
+    Select(driver.find_element(By.CSS_SELECTOR, "select[name=cls]")).select_by_value("967")
+    # espresso's 22 images are in, 39 out: the filtered-in first, up to the cap; a quarter of it for the rest, grey
+    assert js(driver, "return window.attnviz.scatterDrawn") == {"on": 20, "off": 5}

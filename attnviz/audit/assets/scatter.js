@@ -16,7 +16,7 @@
   const colorOf = (r) => (opts.colorBy === "class" ? A.classColor(r.class) : A.strategyColor(r.cluster));
 
   // At most this many points are drawn (an even sample beyond): a million arcs would take seconds a redraw.
-  const MAX_POINTS = 60000;
+  const MAX_POINTS = A.data.scatter_max || 60000; // scatter_max: a test's smaller cap
   const evenly = (list, room) => {
     if (list.length <= room) return list;
     const out = [];
@@ -46,6 +46,7 @@
     const kept = evenly(on, MAX_POINTS);
     const rest = evenly(off, Math.max(MAX_POINTS - kept.length, MAX_POINTS / 4));
     placed = [...rest.map((r) => place(r, false)), ...kept.map((r) => place(r, true))];
+    A.scatterDrawn = { on: kept.length, off: rest.length };
     return width;
   }
 
