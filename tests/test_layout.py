@@ -198,14 +198,18 @@ def test_nothing_outside_cli_imports_from_it() -> None:
 
 
 def test_a_record_field_is_declared_once_and_the_arrow_schema_and_the_audit_follow_it() -> None:
-    from typing import get_type_hints
-
-    from attnviz.audit.records import _KEPT, AuditRecord
-    from attnviz.ray.records import SCHEMA
-    from attnviz.record import NOT_IN_JSON, Record
-
-    declared = list(get_type_hints(Record))
-    assert SCHEMA.names == declared  # the columns in the JSON line's order
-    assert str(SCHEMA.field("weights").type) == "list<item: float>"  # float32, as the audit's contract says
-    assert str(SCHEMA.field("target").type) == "struct<index: int64, label: string, prob: double>"
-    assert set(declared) - set(NOT_IN_JSON) <= _KEPT <= set(get_type_hints(AuditRecord))
+    # in a subprocess: importing attnviz.ray imports Ray, whose auth settings are read once per process, and
+    # tests/test_ray.py's cluster must be the first to set them in this one
+    code = (
+        "from typing import get_type_hints\n"
+        "from attnviz.audit.records import _KEPT, AuditRecord\n"
+        "from attnviz.ray.records import SCHEMA\n"
+        "from attnviz.record import NOT_IN_JSON, Record\n"
+        "declared = list(get_type_hints(Record))\n"
+        "assert SCHEMA.names == declared, SCHEMA.names  # the columns in the JSON line's order\n"
+        "assert str(SCHEMA.field('weights').type) == 'list<item: float>'  # float32: the audit's contract\n"
+        "assert str(SCHEMA.field('target').type) == 'struct<index: int64, label: string, prob: double>'\n"
+        "assert set(declared) - set(NOT_IN_JSON) <= _KEPT <= set(get_type_hints(AuditRecord))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert result.returncode == 0, result.stderr
