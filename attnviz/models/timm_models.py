@@ -65,8 +65,8 @@ def _classes_in_state(state: dict[str, Tensor], probe: nn.Module, default: int) 
     if not isinstance(head, str):
         return classes_in_state(state, probe, default)
     weight = state.get(f"{head}.weight")
-    if weight is not None and weight.dim() == 2:
-        return int(weight.shape[0])
+    if weight is not None and (weight.dim() == 2 or (weight.dim() == 4 and tuple(weight.shape[2:]) == (1, 1))):
+        return int(weight.shape[0])  # a linear head, or a 1 x 1 convolution's (DPN, DLA)
     if any(key.startswith(f"{head}.") for key in state):  # a head of another form: the mismatch will say how
         return default
     return 0
