@@ -43,8 +43,8 @@ GPU_LANES = 2
 
 
 def build_explainer(options: RunOptions, threads: int = 0, notify: Callable[[str], None] | None = None) -> Explainer:
-    """The explainer `options` ask for; every check that needs the model is made here (bad size, a class mode on
-    a backbone, `--topk` over the classes, unknown `--target`s)."""
+    """The explainer `options` ask for, checked against the model (bad size, a class mode on a backbone); its
+    `check_targets` checks `--target` and `--topk`."""
     check_run_options(options)
     suffix_format("." + options.format.lower().lstrip("."))  # validates the format before any work
     check_style(options.colormap, options.alpha)
@@ -62,17 +62,15 @@ def build_explainer(options: RunOptions, threads: int = 0, notify: Callable[[str
         threads=threads,
         notify=notify,
     )
-    explainer.check_targets(options.targets, options.topk)
     return explainer
 
 
-def map_tags(explainer: Explainer, options: RunOptions) -> list[str]:
+def map_tags(targets: list[int], topk: int) -> list[str]:
     """One output per map: the class index in the name for several --target, the rank for --topk."""
-    targets = explainer.check_targets(options.targets, options.topk)
     if len(targets) > 1:
         return [f".{t}" for t in targets]
-    if options.topk > 1:
-        return [f".top{r}" for r in range(1, options.topk + 1)]
+    if topk > 1:
+        return [f".top{r}" for r in range(1, topk + 1)]
     return [""]
 
 
@@ -104,7 +102,7 @@ class Lanes:
         self.explainer = build_explainer(options, max(1, cpu_count() // self.lanes), note)
         self.mode = self.explainer.mode
         self.targets = self.explainer.check_targets(options.targets, options.topk)
-        self.map_tags = map_tags(self.explainer, options)
+        self.map_tags = map_tags(self.targets, options.topk)
         self.suffix = "." + options.format.lower().lstrip(".")
         self.halt_after = float("inf")  # with --fail-fast: sequence number of the first known failure
 

@@ -125,7 +125,8 @@ def run(
     stdout = stdout or sys.stdout.buffer
     # the driver plans and checks as the local engine does, with an explainer that never sees an image
     explainer = planning_explainer(options)
-    plan = OutputPlan(options, explainer.mode.value, map_tags(explainer, options))
+    targets = explainer.check_targets(options.targets, options.topk)
+    plan = OutputPlan(options, explainer.mode.value, map_tags(targets, options.topk))
     writer = Writer(options, stderr)
     jobs, _, single = plan.jobs(arguments, stdin if stdin is not None else sys.stdin.buffer)
     items = [plan.admit(job, single, seq) for seq, job in enumerate(jobs)]
