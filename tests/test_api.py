@@ -198,10 +198,11 @@ def test_save_writes_the_clis_formats_whole_and_never_over_a_file_unasked(tmp_pa
 def test_a_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = Explainer("tiny_test", "concat", 64, device="cpu").explain(photo("coffee.png"))
 
-    def broken(path: str, mode: int) -> None:
+    def broken(source: str, target: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "chmod", broken)  # fails after the bytes are written, before the file is in place
+    monkeypatch.setattr(os, "link", broken)  # fails after the bytes are written, before the file is in place
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OutputError, match="No space left on device"):
         result.save(tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []

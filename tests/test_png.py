@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,3 +44,22 @@ def test_png_of_a_smooth_picture_is_compressed(backend: str) -> None:
     assert len(data) < ramp.nbytes / 5  # Huffman alone needs at least a bit a byte
     with Image.open(io.BytesIO(data)) as im:
         assert np.array_equal(np.asarray(im), ramp)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_a_plain_open_gives(tmp_path: Path, umask: int) -> None:
+    """Outputs go through a temporary file, but end with 0666 less the umask, as `open()` would give them, and no
+    temporary is left beside them; an existing file is refused, not replaced."""
+    from attnviz.errors import OutputError
+    from attnviz.io.outputs import write_bytes
+
+    before = os.umask(umask)
+    try:
+        write_bytes(tmp_path / "a.png", b"data")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == 0o666 & ~umask
+    with pytest.raises(OutputError, match="already exists"):
+        write_bytes(tmp_path / "a.png", b"other")
+    assert (tmp_path / "a.png").read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]

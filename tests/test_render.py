@@ -85,6 +85,26 @@ def test_the_drawn_map_peaks_where_the_evidence_is_densest_not_on_one_hot_cell()
     assert not draw_map(np.zeros((3, 4), np.float32), 40, 30).any()
 
 
+@pytest.mark.parametrize(
+    ("shape", "size", "smooth"), [((14, 19), (640, 480), 0.04), ((7, 5), (33, 101), 0.2), ((1, 9), (90, 8), 0.04)]
+)
+def test_the_smoothed_drawing_as_matrices_equals_the_image_operations(
+    shape: tuple[int, int], size: tuple[int, int], smooth: float
+) -> None:
+    """`draw_map` computes the bilinear smoothed map as R_y G R_x^T; it must be the picture that upsampling to 8x,
+    blurring, scaling the fine peak to 1 and upsampling to the photo give."""
+    from attnviz.render.maps import _SMOOTH_ZOOM, display_map, draw_map, gaussian_blur, upsample
+
+    scores = np.random.default_rng(sum(shape)).normal(size=shape).astype(np.float32)
+    grid = display_map(scores)
+    rows, cols = shape
+    fine = gaussian_blur(upsample(grid, cols * _SMOOTH_ZOOM, rows * _SMOOTH_ZOOM), smooth * _SMOOTH_ZOOM * min(shape))
+    expected = upsample(fine / fine.max(), *size)
+    drawn = draw_map(scores, *size, smooth=smooth)
+    assert drawn.shape == expected.shape and drawn.dtype == np.float32
+    np.testing.assert_allclose(drawn, expected, atol=2e-6)
+
+
 def test_the_built_in_turbo_table_is_matplotlibs() -> None:
     """The default colormap's table ships with attnviz (no matplotlib import on the default path): it must be the
     same colours matplotlib gives."""

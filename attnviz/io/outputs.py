@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -41,20 +41,17 @@ def default_output_name(input_path: str, mode: str, suffix: str = ".png") -> str
     return f"{stem}.attn-{mode}{suffix}"
 
 
-def _file_mode() -> int:
-    """Permissions a plain `open()` would give a new file (mkstemp's are 0600), read without changing the umask.
-
-    `os.umask` can only be read by setting it, which would race with other threads; Linux reports it in
-    /proc/self/status instead. Elsewhere a new file gets 0644, the mode of the usual 022 umask.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
+def _new_temporary(folder: Path) -> tuple[int, str]:
+    """A new, empty `.attnviz-*.tmp` file in `folder`, opened for writing, with the permissions a plain `open()`
+    gives (0666 less the umask, applied by the kernel): `mkstemp`'s are 0600, and reading the umask to widen them
+    costs a read of /proc/self/status per file (`os.umask` can only be read by setting it, racing other threads)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        name = os.path.join(folder, f".attnviz-{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # 48 random bits: only another writer's leftover can be in the way
+            continue
 
 
 def encode_image(pixels: np.ndarray | Image.Image, fmt: str, options: dict[str, object]) -> bytes:
@@ -90,13 +87,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     final = Path(path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".attnviz-", suffix=".tmp", dir=final.parent)
+        fd, tmp = _new_temporary(final.parent)
     except OSError as exc:  # e.g. a file where the output's folder should be
         raise OutputError(f"{os.fspath(path)}: cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-        os.chmod(tmp, _file_mode())
         if overwrite:
             os.replace(tmp, final)
         else:
