@@ -264,11 +264,13 @@ class Explainer:
             return self.cam.maps(x, features, logits, chosen)
         if self.attention is None:
             assert self.scorer is not None
-            owner = torch.tensor([i for i, wanted in enumerate(chosen) for _ in wanted], device=features.device)
+            owners = [i for i, wanted in enumerate(chosen) for _ in wanted]
             queries = self.queries(features, logits, chosen)  # (M, C), M = total maps
             cells = features.detach().flatten(2).transpose(1, 2).float()  # (B, N, C)
+            if owners != list(range(len(chosen))):  # not one map an image: each map its image's cells
+                cells = cells[torch.tensor(owners, device=features.device)]  # (M, N, C)
             with torch.inference_mode():
-                scored = self.scorer(cells[owner], queries.float())  # (M, N)
+                scored = self.scorer(cells, queries.float())  # (M, N)
             return scored.weights, scored.scores
         weights = attention_maps(self.attention, seen, logits, chosen, rows, cols)
         return weights, self.attention.scores(weights)

@@ -63,6 +63,9 @@ def decode_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
+_ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
+
+
 def _decode(source: str | BinaryIO, name: str, max_pixels: int) -> LoadedImage:
     try:
         with Image.open(source) as im:
@@ -76,7 +79,8 @@ def _decode(source: str | BinaryIO, name: str, max_pixels: int) -> LoadedImage:
             source_mode = im.mode
             im.seek(0)
             im.load()
-            rgb = to_rgb(ImageOps.exif_transpose(im))
+            upright = im.getexif().get(_ORIENTATION, 1) in (0, 1)  # most photos: no copy just to say so
+            rgb = to_rgb(im if upright else ImageOps.exif_transpose(im))  # `with` closes the file, not the image
     except InputError:
         raise
     except PermissionError:
