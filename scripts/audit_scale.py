@@ -56,8 +56,9 @@ def measure(n: int, classes: int, sample: int) -> dict[str, object]:
     first = 0
     for c in range(classes):
         members = np.flatnonzero(cls == c)
-        found = module.strategies(x[members])
-        verdicts = judge(maps[members], found.labels)
+        class_maps = maps[members]
+        found = module.strategies(x[members], class_maps)  # with the maps: the suspect strategy settled by its place
+        verdicts = judge(class_maps, found.labels)
         order = ranks(verdicts, list(np.bincount(found.labels)))
         top = order.index(0)
         first += int(tag[members][found.labels == top].mean() > 0.9)

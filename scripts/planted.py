@@ -11,8 +11,10 @@ photos without it. A linear head on frozen Lite0 features learns both (scripts/s
 - `frame`: a green frame around the whole photo (a background shortcut, on no one spot);
 - `rare`: the recipe's checker tag in the bottom-left corner, on 10% of the held-out "animal" class.
 
-For each case the audit's "animal" strategy holding most shortcut photos is scored (precision, recall) and its rank
-among the class's strategies (1: the first card the report shows).
+For each case the audit's "animal" strategy holding most shortcut photos is scored (precision, recall), with its rank
+among the class's strategies (1: the first card the report shows) and whether it is flagged (`fixed_evidence`); and
+how many of the class's maps peak on a cell touching the mark itself: the most any grouping by place could gather.
+Exit status 1 when a case misses issue 23's bar (precision and recall at least 0.9, ranked first, flagged).
 
     python scripts/planted.py /tmp/planted [--cases disc strip frame rare] [--singles /work/heldout/singles]
 """
@@ -23,8 +25,10 @@ import argparse
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,8 +77,9 @@ def checker_bottom_left(image: Image.Image) -> Image.Image:
     return shortcut.tag(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
 
+Mark = Callable[[Image.Image], Image.Image]
 #: case -> (shortcut, share of the held-out "animal" class that carries it)
-CASES: dict[str, tuple[Callable[[Image.Image], Image.Image], float]] = {
+CASES: dict[str, tuple[Mark, float]] = {
     "disc": (disc, 0.5),
     "strip": (strip, 0.5),
     "frame": (frame, 0.5),
@@ -126,13 +131,34 @@ def make_photos(
     return photos
 
 
-def rank_of(
-    audit_dir: Path, photos: list[shortcut.Photo], label: str = "animal"
-) -> tuple[float, float, float, int, int, str]:
-    """(precision, recall, recall among the shortcut photos the model put in the class, the shortcut strategy's
-    rank in its class, strategies, its card's words)."""
+@dataclass(frozen=True)
+class Found:
+    precision: float
+    recall: float  # of all shortcut photos
+    in_class: float  # of the shortcut photos the model put in the class: the audit's own share
+    rank: int  # 1: the first card of its class
+    count: int  # the class's strategies
+    flagged: bool  # its images carry `fixed_evidence`
+    why: str
+    on_mark: int  # shortcut photos in the class whose map peaks on a cell touching the mark
+    others_on_mark: int  # the class's other photos whose map peaks there too
+
+
+def on_mark(record: dict[str, object], mask: np.ndarray) -> bool:
+    """Whether the record's peak cell (on its grid) touches the mark's pixels (mask: (h, w) at the photo's size)."""
+    rows, cols = record["grid"]  # type: ignore[misc]
+    i, j = divmod(int(np.argmax(record["weights"])), int(cols))  # type: ignore[call-overload]
+    h, w = mask.shape
+    y0, y1 = int(i * h / rows), int(np.ceil((i + 1) * h / rows))
+    x0, x1 = int(j * w / cols), int(np.ceil((j + 1) * w / cols))
+    return bool(mask[y0:y1, x0:x1].any())
+
+
+def rank_of(audit_dir: Path, photos: list[shortcut.Photo], mark: Mark, label: str = "animal") -> Found:
+    """The class's strategy holding most shortcut photos, scored; and how many maps peak on the mark at all."""
     from attnviz.audit.analysis import analyse
     from attnviz.audit.records import read_records
+    from attnviz.audit.suspicion import SUSPECT
 
     records, _ = read_records(audit_dir)
     found = analyse(records)
@@ -142,7 +168,37 @@ def rank_of(
     hits = sum(str(records[i].get("input")) in tagged for i in best.members)
     ranked = sorted(animal.strategies, key=lambda s: s.rank)
     called = sum(str(records[i].get("input")) in tagged for i in animal.members)
-    return hits / best.size, hits / len(tagged), hits / max(called, 1), ranked.index(best) + 1, len(ranked), best.why
+    mask = np.zeros(SIZE[::-1], dtype=bool)  # the pixels the mark changes on a black or a white photo
+    for colour in ((0, 0, 0), (255, 255, 255)):
+        blank = Image.new("RGB", SIZE, colour)
+        mask |= (np.asarray(mark(blank)) != np.asarray(blank)).any(axis=2)
+    peaking = [on_mark(dict(records[i]), mask) for i in animal.members]
+    shortcut_photo = [str(records[i].get("input")) in tagged for i in animal.members]
+    return Found(
+        precision=hits / best.size,
+        recall=hits / len(tagged),
+        in_class=hits / max(called, 1),
+        rank=ranked.index(best) + 1,
+        count=len(ranked),
+        flagged=best.rank == 0 and best.suspicion >= SUSPECT,
+        why=best.why,
+        on_mark=sum(a and b for a, b in zip(peaking, shortcut_photo, strict=True)),
+        others_on_mark=sum(a and not b for a, b in zip(peaking, shortcut_photo, strict=True)),
+    )
+
+
+def report(name: str, photos: list[shortcut.Photo], found: Found) -> bool:
+    """Prints one case's line; True when it meets issue 23's bar (precision and recall at least 0.9, first, flagged)."""
+    ok = found.precision >= 0.9 and found.recall >= 0.9 and found.rank == 1 and found.flagged
+    shortcut_photos = sum(p.tagged for p in photos)
+    print(
+        f"{name}: {len(photos)} photos, {shortcut_photos} with the shortcut; precision {found.precision:.3f}, "
+        f"recall {found.recall:.3f} (in its class {found.in_class:.3f}); rank {found.rank} of {found.count}, "
+        f"{'flagged' if found.flagged else 'not flagged'} ('{found.why}'){'' if ok else '  <- NOT found'}\n"
+        f"  maps peaking on the mark: {found.on_mark} of the {shortcut_photos} shortcut photos, and "
+        f"{found.others_on_mark} of the class's other photos"
+    )
+    return ok
 
 
 def main() -> int:
@@ -158,17 +214,13 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="re-analyse an earlier audit of each case")
     parser.add_argument("--recipe", type=Path, help="also score and rank the folder of `scripts/shortcut.py FOLDER`")
     args = parser.parse_args()
+    failed = 0
     if args.recipe:
         held_out = shortcut.make_photos(args.recipe / "held-out", 30, seed=2)
-        precision, recall, in_class, rank, count, why = rank_of(args.recipe / "audit", held_out, "cat")
-        print(
-            f"recipe: precision {precision:.3f}, recall {recall:.3f} (in its class {in_class:.3f}); "
-            f"rank {rank} of {count} ('{why}')"
-        )
+        failed += not report("recipe", held_out, rank_of(args.recipe / "audit", held_out, shortcut.tag, "cat"))
     if not args.singles.is_dir():
         print(f"{args.singles}: no such folder (python scripts/make_singles.py {args.singles})", file=sys.stderr)
         return 2
-    failed = 0
     for case in args.cases:
         root = args.folder / case
         share = CASES[case][1]
@@ -187,15 +239,7 @@ def main() -> int:
             labels.write_text("\n".join(LABELS) + "\n")
             if attnviz([*argv, "--size", str(args.size), "--overwrite", "-q"]) not in (0, 1):
                 return 1
-        precision, recall, in_class, rank, count, why = rank_of(out, held_out)
-        ok = precision >= 0.9 and recall >= 0.8 and rank == 1
-        failed += not ok
-        print(
-            f"{case}: {len(held_out)} photos, {sum(p.tagged for p in held_out)} with the shortcut; "
-            f"precision {precision:.3f}, recall {recall:.3f} (in its class {in_class:.3f}); "
-            f"rank {rank} of {count} ('{why}')"
-            f"{'' if ok else '  <- NOT found'}"
-        )
+        failed += not report(case, held_out, rank_of(out, held_out, CASES[case][0]))
         print(f"  command: attnviz {' '.join(argv)} --size {args.size}")
     return 1 if failed else 0
 

@@ -126,7 +126,8 @@ def _class_findings(
     """Cluster one class's maps; write each member's strategy and strategy flags, and its distance into
     `distances`."""
     found = ClassFindings(index, label, members, clustered=len(members) >= MIN_IMAGES)
-    result = strategies(x[members])
+    maps = plain[members]
+    result = strategies(x[members], maps)
     far = outliers(result.distances)
     sizes = np.bincount(result.labels) if len(members) else np.zeros(0, dtype=int)
     for k, size in enumerate(sizes):
@@ -137,7 +138,7 @@ def _class_findings(
         small = found.clustered and share <= SMALL_SHARE and size <= SMALL_OF_LARGEST * sizes.max()
         found.strategies.append(Strategy(k, ordered, share, bool(small)))
     if found.clustered:
-        verdicts = judge(plain[members], result.labels)
+        verdicts = judge(maps, result.labels)
         for strategy, verdict, rank in zip(found.strategies, verdicts, ranks(verdicts, list(sizes)), strict=True):
             strategy.rank, strategy.suspicion, strategy.why = rank, verdict.score, verdict.why
     for position, record_id in enumerate(members):
