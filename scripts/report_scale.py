@@ -21,11 +21,46 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def main() -> int:
+def open_report(path: Path) -> dict[str, object]:
+    """Open report.html from file:// in headless Chromium: seconds until the navigation returned, until the page
+    was built (cards, table, scatter; `attnviz.loadMs`), until every data part was in, and for a filter change."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.wait import WebDriverWait
 
+    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not browser or not driver_path:
+        raise SystemExit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        driver.set_script_timeout(600)
+        started = time.perf_counter()
+        driver.get(path.as_uri())
+        navigated = time.perf_counter() - started
+        opened = driver.execute_script("return window.attnviz.loadMs")
+        WebDriverWait(driver, 600, poll_frequency=0.2).until(lambda d: d.execute_script("return window.attnviz.loaded"))
+        loaded = driver.execute_script("return performance.now()")
+        shown = driver.execute_script("return document.getElementById('count').textContent")
+        filtered = driver.execute_script(
+            "const t = performance.now(); const s = document.querySelector('select[name=flag]');"
+            "s.value = 'outlier'; s.dispatchEvent(new Event('change')); return performance.now() - t"
+        )
+    finally:
+        driver.quit()
+    return {
+        "navigation_s": round(navigated, 2),
+        "built_s": round(opened / 1000, 2),
+        "all_in_s": round(loaded / 1000, 1),
+        "filter_s": round(filtered / 1000, 2),
+        "shown": shown,
+    }
+
+
+def main() -> int:
     from attnviz.audit.page import render_report, write_report
 
     from report_data import CLASSES, UNCLUSTERED, make_data
@@ -35,10 +70,6 @@ def main() -> int:
     parser.add_argument("images", type=int)
     parser.add_argument("--reuse", action="store_true", help="keep the folder's data; write report.html's text again")
     args = parser.parse_args()
-    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver_path:
-        print("needs chromium and chromedriver (apt-get install chromium chromium-driver)", file=sys.stderr)
-        return 2
     path = args.folder / "report.html"
     if args.reuse and path.is_file():  # the same data, the page's own text (its scripts) written again
         inline = re.search(r'id="data">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
@@ -51,28 +82,11 @@ def main() -> int:
         path = write_report(args.folder, data)
         n = len(data["records"])  # type: ignore[arg-type]
         print(f"{n} images written in {time.perf_counter() - started:.1f} s: {path}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        driver.set_script_timeout(600)
-        driver.get(path.as_uri())
-        opened = driver.execute_script("return window.attnviz.loadMs")
-        WebDriverWait(driver, 600, poll_frequency=0.2).until(lambda d: d.execute_script("return window.attnviz.loaded"))
-        loaded = driver.execute_script("return performance.now()")
-        shown = driver.execute_script("return document.getElementById('count').textContent")
-        filtered = driver.execute_script(
-            "const t = performance.now(); const s = document.querySelector('select[name=flag]');"
-            "s.value = 'outlier'; s.dispatchEvent(new Event('change')); return performance.now() - t"
-        )
-        print(
-            f"page built (cards, table, scatter) {opened / 1000:.2f} s after navigation; all records in at "
-            f"{loaded / 1000:.1f} s ({shown}); a filter change then took {filtered / 1000:.2f} s"
-        )
-    finally:
-        driver.quit()
+    timed = open_report(path)
+    print(
+        f"page built (cards, table, scatter) {timed['built_s']:.2f} s after navigation; all records in at "
+        f"{timed['all_in_s']:.1f} s ({timed['shown']}); a filter change then took {timed['filter_s']:.2f} s"
+    )
     return 0
 
 

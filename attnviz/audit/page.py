@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -36,21 +36,24 @@ def write_report(
 
     `data` is JSON-serialisable: title, encoder, mode, command, created, `stats` and `flags` (lists of
     {key, label, help}: the page builds its columns and filters from them), `classes` (each with its
-    `strategies`), `records` (one per image) and `errors`. Paths inside are relative to `out_dir`. Non-finite
-    floats become `null` (JSON has no NaN) and the page shows them as blanks. A Mapping, not a dict, so that a
-    dict whose values mypy infers narrower than `object` is accepted as it is.
+    `strategies`), `records` (one per image: any sequence, which the parts take a slice at a time) and `errors`.
+    Paths inside are relative to `out_dir`. Non-finite floats become `null` (JSON has no NaN) and the page shows
+    them as blanks. A Mapping, not a dict, so that a dict whose values mypy infers narrower than `object` is
+    accepted as it is.
     """
     out_dir = Path(out_dir)
     records = data.get("records")
     parts: list[str] = []
-    if isinstance(records, list) and len(records) > page_records:
+    if isinstance(records, Sequence) and not isinstance(records, (str, list)) and len(records) <= page_records:
+        data = {**data, "records": list(records)}
+    elif isinstance(records, Sequence) and not isinstance(records, str) and len(records) > page_records:
         for number, start in enumerate(range(0, len(records), part_size), 1):
             name = f"data/part-{number:04d}.js"
             text = "attnvizPart(" + embed_json(records[start : start + part_size]) + ");\n"
             write_bytes(out_dir / name, text.encode("utf-8"), overwrite=True)
             parts.append(name)
         shown = {e for c in _dicts(data.get("classes")) for s in _dicts(c.get("strategies")) for e in _ids(s)}
-        inline = [r for r in records if isinstance(r, Mapping) and r.get("id") in shown]  # the cards' pictures
+        inline = _with_ids(records, shown)  # the cards' pictures
         data = {**data, "records": inline, "parts": parts, "count": len(records)}
     for stale in sorted((out_dir / "data").glob("part-*.js")) if (out_dir / "data").is_dir() else []:
         if f"data/{stale.name}" not in parts:
@@ -58,6 +61,16 @@ def write_report(
     path = out_dir / "report.html"
     write_bytes(path, render_report(data).encode("utf-8"), overwrite=True)
     return path
+
+
+def _with_ids(records: Sequence[object], ids: set[object]) -> list[object]:
+    """The records whose `id` is in `ids`, in order: looked up where a record's id is its position, as in an
+    audit's, else found by going through them all."""
+    at = sorted(i for i in ids if isinstance(i, int) and 0 <= i < len(records))
+    found = [records[i] for i in at]
+    if len(at) == len(ids) and all(isinstance(r, Mapping) and r.get("id") == i for i, r in zip(at, found, strict=True)):
+        return found
+    return [r for r in records if isinstance(r, Mapping) and r.get("id") in ids]
 
 
 def _dicts(value: object) -> list[Mapping[str, object]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from attnviz.io.outputs import encode_image, write_bytes
 
 #: Longer side of the thumbnails in the table and the cards.
 THUMB_SIDE = 160
+#: Thumbnails drawn at a time.
+THUMB_CHUNK = 4096
 #: Longer side of the typical image a strategy's mean map is drawn over.
 CARD_SIDE = 320
 
@@ -42,8 +45,10 @@ def build_audit(
     found = analyse(records)
     say("drawing thumbnails and strategy cards")
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        list(pool.map(lambda r: _thumbnail(out_dir, r), records))
+        for start in range(0, len(records), THUMB_CHUNK):  # a chunk at a time: no future per image held
+            list(pool.map(lambda r: _thumbnail(out_dir, r), records[start : start + THUMB_CHUNK]))
     pictures = {key: path for key, path in _strategy_pictures(out_dir, records, found, colormap, alpha)}
+    say("writing the records and the report")
     write_records(out_dir, records)
     data = {
         "title": meta.get("title") or "attnviz audit",
@@ -51,10 +56,29 @@ def build_audit(
         "stats": STATS,
         "flags": FLAGS,
         "classes": [class_json(f, pictures) for f in found],
-        "records": [_page_record(out_dir, r) for r in records],
+        "records": PageRecords(out_dir, records),
         "errors": errors,
     }
     return write_report(out_dir, data)
+
+
+class PageRecords(Sequence[dict[str, object]]):
+    """What the page shows of each record, made when asked for: the report's data files take a part at a time."""
+
+    def __init__(self, out_dir: Path, records: list[AuditRecord]) -> None:
+        self.out_dir, self.records = out_dir, records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, object]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, object]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, object] | list[dict[str, object]]:
+        if isinstance(index, slice):
+            return [_page_record(self.out_dir, r) for r in self.records[index]]
+        return _page_record(self.out_dir, self.records[index])
 
 
 def _relative(out_dir: Path, path: object) -> str | None:

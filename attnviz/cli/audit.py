@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
 from typing import Annotated
@@ -15,17 +16,20 @@ from attnviz.cli.options import (
     ColormapOption,
     DeviceOption,
     EncoderOption,
+    EngineOption,
     HeadOption,
     LabelsOption,
     LayerOption,
     MaxPixelsOption,
     ModeOption,
     QueryOption,
+    RayAddressOption,
     SizeOption,
     SmoothOption,
     WeightsOption,
 )
-from attnviz.cli.process import own_pixel_limit
+from attnviz.cli.process import own_pixel_limit, ray_token
+from attnviz.errors import UsageError
 from attnviz.options import (
     DEFAULT_ALPHA,
     DEFAULT_COLORMAP,
@@ -35,6 +39,7 @@ from attnviz.options import (
     DEFAULT_SMOOTH,
     Backend,
     Device,
+    Engine,
     Query,
 )
 
@@ -81,17 +86,34 @@ def audit(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Images per forward pass.")] = 1,
     workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", min=1, help="Images in flight at once.", show_default=False)
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            min=1,
+            help="Images in flight at once; with --engine ray, actors [default: one per CPU of the cluster].",
+            show_default=False,
+        ),
     ] = None,
     device: DeviceOption = Device.auto,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     backend: BackendOption = Backend.auto,
+    engine: EngineOption = Engine.local,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Which strategies the model uses for each class across a dataset: one report.html that opens anywhere.
 
     Explains every image (resuming an earlier audit of the same folder), clusters each class's maps into
     strategies, flags border peaks, small strategies (possible shortcuts), low probabilities and outliers.
     """
+    if ray_address is not None and engine is not Engine.ray:
+        raise UsageError("--ray-address needs --engine ray")
+    if engine is Engine.ray and source is not None:
+        raise UsageError("--from analyses records with no network: it needs no --engine")
+    if engine is Engine.ray:  # without the extra: one line naming it, before any model is loaded
+        if ray_address is None:
+            ray_token()
+        importlib.import_module("attnviz.ray")
     own_pixel_limit()
     from attnviz.batch.options import RunOptions
     from attnviz.commands.audit import AuditOptions
@@ -120,5 +142,7 @@ def audit(
         backend=backend,
     )
     command = shlex.join(["attnviz", *sys.argv[1:]]) if sys.argv[1:2] == ["audit"] else "attnviz audit"
-    options = AuditOptions(out_dir=output, source=source, run=run, command=command)
+    options = AuditOptions(
+        out_dir=output, source=source, run=run, command=command, engine=engine.value, ray_address=ray_address
+    )
     raise typer.Exit(run_audit(list(inputs or []), options))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,8 @@ class AuditOptions:
     source: str | None = None  # --from: records of an earlier audit or a Ray run; no network runs
     run: RunOptions = field(default_factory=RunOptions)
     command: str = ""
+    engine: str = "local"  # or "ray": Ray Data actors explain the images (attnviz.ray), the driver analyses
+    ray_address: str | None = None
 
 
 def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = None, stderr: TextIO | None = None) -> int:
@@ -47,7 +50,7 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
     if options.source is not None:
         if inputs:
             raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
-        records, errors = read_records(options.source)
+        records, errors = read_records(options.source, compact=True)
         status = 1 if errors else 0
     else:
         if not inputs:
@@ -69,16 +72,13 @@ def explain_all(
 ) -> tuple[list[AuditRecord], list[AuditRecord], int]:
     """Every input's record with its weights. Outputs already written by an earlier audit of the same folder are
     kept, with their records; an output without a record (cut off between the two) is explained again."""
-    from attnviz.batch.lanes import Lanes
-    from attnviz.batch.runner import Runner
-
     out.mkdir(parents=True, exist_ok=True)
     fresh = options.run.overwrite
     known = {} if fresh else _earlier_records(out)
     run = replace(
         options.run, output=str(out / OVERLAYS), record_weights=True, skip_existing=not fresh, save_scores=False
     )
-    lanes = Lanes(run)  # the encoder, loaded once for both passes
+    drain = _engine(options, run, stderr)
     with Journal(out / JOURNAL) as journal:
 
         def keep(item: Item) -> None:
@@ -86,11 +86,10 @@ def explain_all(
                 item.record if item.error is None and item.record else error_record(item.job.input, item.error or "")
             )
 
-        status = Runner(run, stderr, lanes).drain(inputs, stdin if stdin is not None else sys.stdin.buffer, keep)
+        status = drain(inputs, stdin if stdin is not None else sys.stdin.buffer, keep, run)
         lost = [str(r["input"]) for r in journal.rows if r.get("skipped") and str(r["input"]) not in known]
         if lost and status != 130:  # outputs without records (cut off between the two): explained again
-            again = Runner(replace(run, skip_existing=False, overwrite=True), stderr, lanes)
-            status = max(status, again.drain(lost, None, keep))
+            status = max(status, drain(lost, None, keep, replace(run, skip_existing=False, overwrite=True)))
         rows = list(journal.rows)
     done: dict[str, AuditRecord] = {}
     errors: list[AuditRecord] = []
@@ -106,11 +105,38 @@ def explain_all(
     return list(done.values()), errors, status
 
 
+#: Explain `inputs` (or read paths from the stream) with these options, handing each finished input to `keep`;
+#: returns the exit status.
+Drain = Callable[[list[str], BinaryIO | None, Callable[[Item], None], RunOptions], int]
+
+
+def _engine(options: AuditOptions, run: RunOptions, stderr: TextIO) -> Drain:
+    """The audit's engine for both of its passes: the local lanes, with the encoder loaded once; or Ray Data actors
+    (on a local Ray started for each pass that has work, or on `--ray-address`'s cluster)."""
+    if options.engine != "ray":
+        from attnviz.batch.lanes import Lanes
+        from attnviz.batch.runner import Runner
+
+        lanes = Lanes(run)
+
+        def local(inputs: list[str], stdin: BinaryIO | None, keep: Callable[[Item], None], run: RunOptions) -> int:
+            return Runner(run, stderr, lanes).drain(inputs, stdin, keep)
+
+        return local
+    from attnviz.batch.writer import Writer
+    from attnviz.ray.engine import drain
+
+    def on_ray(inputs: list[str], stdin: BinaryIO | None, keep: Callable[[Item], None], run: RunOptions) -> int:
+        return drain(inputs, run, Writer(run, stderr), lambda item, _: keep(item), options.ray_address, stdin)
+
+    return on_ray
+
+
 def _earlier_records(out: Path) -> dict[str, AuditRecord]:
     """Records of an earlier audit of this folder, from its records.jsonl and its journal if it was interrupted."""
     known: dict[str, AuditRecord] = {}
     for name in (RECORDS, JOURNAL):
         if (out / name).is_file():
-            records, _ = read_records(out / name)
+            records, _ = read_records(out / name, compact=True)
             known.update({str(r["input"]): r for r in records})
     return known

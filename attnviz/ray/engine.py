@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any, BinaryIO, TextIO
@@ -114,6 +114,26 @@ def run(
     stderr: TextIO | None = None,
 ) -> int:
     """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
+    out = stdout or sys.stdout.buffer
+    writer = Writer(options, stderr or sys.stderr)
+
+    def report(item: Item, total: int) -> None:
+        writer.report(item, out, one=total == 1)
+
+    return drain(arguments, options, writer, report, address, stdin)
+
+
+def drain(
+    arguments: list[str],
+    options: RunOptions,
+    writer: Writer,
+    take: Callable[[Item, int], None],
+    address: str | None = None,
+    stdin: BinaryIO | None = None,
+) -> int:
+    """Plan, explain on Ray, and hand each input, in input order, to `take` (with the number of inputs) once
+    `writer` has counted it; then end the run: its summary, and the exit status. With `options.record_weights`,
+    each record carries its grid's weights as the local engine's do (the audit's)."""
     check_ray_options(options)
     import ray
 
@@ -121,17 +141,14 @@ def run(
         address = check_address(address)
     elif not ray.is_initialized():  # a Ray started here: a device this machine lacks is a usage error, not actors'
         pick_device(options.device)
-    stderr = stderr or sys.stderr
-    stdout = stdout or sys.stdout.buffer
     # the driver plans and checks as the local engine does, with an explainer that never sees an image
     explainer = planning_explainer(options)
     targets = explainer.check_targets(options.targets, options.topk)
     plan = OutputPlan(options, explainer.mode.value, map_tags(targets, options.topk))
-    writer = Writer(options, stderr)
     jobs, _, single = plan.jobs(arguments, stdin if stdin is not None else sys.stdin.buffer)
     items = [plan.admit(job, single, seq) for seq, job in enumerate(jobs)]
     work = [item for item in items if item.error is None and not item.skipped]
-    progress = Progress(stderr, len(items), enabled=stderr.isatty() and not options.quiet and not single)
+    progress = Progress(writer.stderr, len(items), enabled=writer.stderr.isatty() and not options.quiet and not single)
     interrupted = False
     try:
         with _data_context(), ray_session(address) if work else nullcontext():  # all skipped: no cluster to start
@@ -139,15 +156,24 @@ def run(
             with closing(results):  # before Ray shuts down: an open iterator would report to a cluster that is gone
                 for item in items:
                     if item.error is None and not item.skipped:
-                        record = json_record(_next(results))
-                        if "error" in record:
-                            item.error = str(record["error"])
-                        else:
-                            item.record = record
-                    writer.emit(item, progress, stdout)
+                        _fill(item, _next(results), options.record_weights)
+                    writer.store(item, progress)
+                    take(item, len(items))
     except KeyboardInterrupt:
         interrupted = True
     progress.clear()
     # actors may have finished more files than reached us: complete ones, which a rerun skips
     unreported = " (--skip-existing resumes: actors may have finished more than is reported)"
     return writer.finish(single, interrupted, unreported)
+
+
+def _fill(item: Item, row: Record, with_weights: bool) -> None:
+    """An item's record (or error) from its row; its weights rounded as the local engine rounds them."""
+    record = json_record(row)
+    if "error" in record:
+        item.error = str(record["error"])
+        return
+    weights = row.get("weights")
+    if with_weights and weights is not None:
+        record["weights"] = [round(float(w), 7) for w in weights]
+    item.record = record

@@ -8,45 +8,14 @@ rows x cols of `grid`: the audit's contract) and `overlays` (encoded maps, only 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any
 
 import pyarrow as pa
 
-from attnviz.record import FLOAT32, NOT_IN_JSON, Record
+from attnviz.io.arrow import fields
+from attnviz.record import NOT_IN_JSON, Record
 
-_SCALARS: dict[type, pa.DataType] = {
-    str: pa.string(),
-    int: pa.int64(),
-    float: pa.float64(),
-    bool: pa.bool_(),
-    bytes: pa.binary(),
-}
-
-
-def arrow_type(annotation: Any) -> pa.DataType:
-    """The Arrow type of one `Record` annotation: scalars, `X | None`, `list[X]`, nested `TypedDict`s and
-    `Annotated[list[float], FLOAT32]`."""
-    if get_origin(annotation) is Annotated:
-        inner, *marks = get_args(annotation)
-        return pa.list_(pa.float32()) if FLOAT32 in marks else arrow_type(inner)
-    if get_origin(annotation) in (Union, UnionType):
-        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
-        return arrow_type(inner)
-    if get_origin(annotation) is list:
-        return pa.list_(arrow_type(get_args(annotation)[0]))
-    if is_typeddict(annotation):
-        return pa.struct(list(_fields(annotation)))
-    return _SCALARS[annotation]
-
-
-def _fields(typed: Any) -> Iterator[tuple[str, pa.DataType]]:
-    for name, annotation in get_type_hints(typed, include_extras=True).items():
-        yield name, arrow_type(annotation)
-
-
-SCHEMA = pa.schema(list(_fields(Record)))
+SCHEMA = pa.schema(list(fields(Record)))
 #: Columns that `run --json` does not print: the weights go to the audit, the overlays to whoever asked for them.
 EXTRA_COLUMNS = ("weights", *NOT_IN_JSON)
 

@@ -150,9 +150,13 @@
   A.fromHash();
   A.loadMs = performance.now();
   A.ready = true;
+  // The parts come after the page's load event: a script added before it would hold that event (the browser's
+  // "loading" and a driver's navigation) until every part had come, 12 s for a million images.
+  const afterLoad = (start) =>
+    document.readyState === "complete" ? start() : window.addEventListener("load", start, { once: true });
   if (A.loading) {
     $("count").textContent = `loading ${A.total} images…`;
-    A.loadParts((done, parts) => {
+    afterLoad(() => A.loadParts((done, parts) => {
       if (done === 1) A.update(); // the first part in the table at once; the rest when all have come
       $("count").textContent = `${A.state.view.length} shown · loading: ${A.records.length} of ${A.total} images`;
     }, () => {
@@ -166,7 +170,7 @@
         }
       }
       A.loaded = true;
-    });
+    }));
   } else {
     A.loaded = true;
   }
