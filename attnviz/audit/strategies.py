@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
-from attnviz.audit.suspicion import PLACE_MASS, SUSPECT, judge, overlap, place, ranks, strip
+from attnviz.audit.suspicion import PLACE_KEEP, PLACE_MASS, SUSPECT, along, joins, judge, place, ranks
 
 #: Most strategies looked for in one class.
 MAX_STRATEGIES = 8
@@ -171,12 +171,12 @@ def merge_alike(x: np.ndarray, labels: np.ndarray, threshold: float = MERGE_CORR
 
 
 def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The class's most suspicious strategy (ranked first, scored at least `SUSPECT`) settled by its place: the
-    strategies whose own place overlaps it join it, then those of its images peaking outside it leave for the nearest
-    other strategy (or form one). An image of a strategy placed elsewhere (or nowhere) joins only when it peaks in
-    the place with `PLACE_MASS` of its mass there: a cat whose map peaks on the tag's corner is not the tag (on
-    scripts/shortcut.py's smaller copy, taking in every image peaking there cost the tag's strategy its precision:
-    14 of 15 instead of 14 of 14)."""
+    """The class's most suspicious strategy (ranked first, scored at least `SUSPECT`) settled by its place
+    (`attnviz.audit.suspicion.place`): a piece of a strip becomes the band along its edge when other pieces lie
+    across the same rows; the strategies at the same mark join it (`joins`), and so do the images of strategies with
+    no place of their own peaking in it with `PLACE_MASS` of their mass there; its members peaking outside it with
+    less than `PLACE_KEEP` of their mass in it leave for the nearest other strategy (or form one). Images of
+    strategies placed elsewhere stay: a cat whose map peaks on the tag's corner is not the tag."""
     labels = np.unique(labels, return_inverse=True)[1]  # merged ids dropped
     verdicts = judge(maps, labels)
     sizes = np.bincount(labels, minlength=len(verdicts))
@@ -190,12 +190,20 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     box = places[top]
     if box is None:
         return labels
-    joining = np.array([k == top or overlap(p, box) for k, p in enumerate(places)])  # its place overlaps the top's
-    box, pieces = strip(box, places, np.array([v.score >= SUSPECT for v in verdicts]), side)
-    joining |= pieces
+    axis = along(box, side)
+    if axis is not None:  # a piece of a strip: along the edge with the other pieces across the same rows, if any
+        band = (box[0], (0, side - 1)) if axis == 0 else ((0, side - 1), box[1])
+        if any(
+            k != top and p is not None and along(p, side) == axis and joins(p, band, side) for k, p in enumerate(places)
+        ):
+            box = band
+    joining = np.array([k == top or joins(p, box, side) for k, p in enumerate(places)])
+    placeless = np.array([p is None for p in places])
     (r0, r1), (c0, c1) = box
+    mass = maps[:, r0 : r1 + 1, c0 : c1 + 1].sum(axis=(1, 2))
     inside = (rows >= r0) & (rows <= r1) & (cols >= c0) & (cols <= c1)
-    inside &= joining[labels] | (maps[:, r0 : r1 + 1, c0 : c1 + 1].sum(axis=(1, 2)) >= PLACE_MASS)
+    inside &= joining[labels] | (placeless[labels] & (mass >= PLACE_MASS))
+    inside |= (labels == top) & (mass >= PLACE_KEEP)
     out = labels.copy()
     leaving = (labels == top) & ~inside
     others = np.flatnonzero((sizes > 0) & (np.arange(len(sizes)) != top))
