@@ -59,7 +59,7 @@ def test_a_ray_runs_float32_weights_come_back_whole(tmp_path: Path) -> None:
 def test_100k_records_audit_in_bounded_memory_into_a_page_that_opens_at_once(tmp_path: Path) -> None:
     """The whole of `audit --from` (read, analyse, write records.jsonl and .parquet, the paged report) in a fresh
     process. Read as plain dicts, 100,000 records took 1.9 GB before any analysis; compact, the whole audit peaks
-    at about 1.5 GB, and a million at 6 GB (docs/audit.md)."""
+    at about 1.5 GB, and a million at 6.1 GB (docs/audit.md)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("no chromium and chromedriver (apt-get install chromium chromium-driver)")
     from report_scale import open_report

@@ -110,6 +110,21 @@ def read_records(source: str | os.PathLike[str], compact: bool = False) -> tuple
     return records, errors
 
 
+def _check_target(path: Path | str, row: AuditRecord) -> None:
+    """The class a map explains: null (a backbone's), or its index, label and probability."""
+    target = row.get("target", ...)
+    if target is None:
+        return
+    if not (
+        isinstance(target, dict)
+        and isinstance(target.get("index"), int)
+        and isinstance(target.get("label"), str)
+        and isinstance(target.get("prob"), int | float)
+    ):
+        said = "no target" if target is ... else f"a target without its index, label and prob: {json.dumps(target)}"
+        raise InputError(f"{path}: the record of {row.get('input')} has {said}")
+
+
 def _weights(path: Path | str, rows: list[AuditRecord]) -> list[np.ndarray]:
     """Each row's weights as a float32 view of one array for the chunk, checked against its grid."""
     sizes = []
@@ -117,9 +132,13 @@ def _weights(path: Path | str, rows: list[AuditRecord]) -> list[np.ndarray]:
         weights, grid = row.get("weights"), row.get("grid")
         if weights is None or grid is None:
             raise InputError(f"{path}: the record of {row.get('input')} has no grid weights (made by `run --json`?)")
-        cells = int(grid[0]) * int(grid[1]) if isinstance(grid, list) and len(grid) == 2 else -1
-        if cells <= 0 or not hasattr(weights, "__len__") or len(weights) != cells:
-            raise InputError(f"{path}: the record of {row.get('input')} has no weights for each cell of its grid")
+        _check_target(path, row)
+        shape = [int(n) for n in grid if isinstance(n, int)] if isinstance(grid, list) else []
+        cells = shape[0] * shape[1] if len(shape) == 2 == len(grid) and min(shape) > 0 else -1
+        count = len(weights) if isinstance(weights, list | np.ndarray) else -1
+        if cells < 0 or count != cells:
+            said = f"a {shape[0]} x {shape[1]} grid" if cells > 0 else f"a grid of {json.dumps(grid)}"
+            raise InputError(f"{path}: the record of {row.get('input')} has {max(count, 0)} weights for {said}")
         sizes.append(cells)
     ends = np.cumsum(sizes, dtype=np.int64)
     flat = np.empty(int(ends[-1]) if sizes else 0, dtype=np.float32)
