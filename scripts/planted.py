@@ -146,8 +146,10 @@ class Found:
 
 def on_mark(record: dict[str, object], mask: np.ndarray) -> bool:
     """Whether the record's peak cell (on its grid) touches the mark's pixels (mask: (h, w) at the photo's size)."""
-    rows, cols = record["grid"]  # type: ignore[misc]
-    i, j = divmod(int(np.argmax(record["weights"])), int(cols))  # type: ignore[call-overload]
+    grid = record["grid"]
+    assert isinstance(grid, (list, tuple))
+    rows, cols = int(grid[0]), int(grid[1])
+    i, j = divmod(int(np.argmax(np.asarray(record["weights"]))), cols)
     h, w = mask.shape
     y0, y1 = int(i * h / rows), int(np.ceil((i + 1) * h / rows))
     x0, x1 = int(j * w / cols), int(np.ceil((j + 1) * w / cols))

@@ -36,8 +36,8 @@ def test_a_strip_cut_into_pieces_along_its_edge_is_one_strategy_ranked_first() -
     settled it, the first strategy held 8 to 16 of the 24 (seeds 0-9 of this setup); now the 24 and nothing else
     (10 of 10 seeds)."""
     rng = np.random.default_rng(0)
-    strip = [blob(14, 19, 12, rng.integers(0, 19), 0.4, 100 + k) for k in range(24)]
-    above = [blob(14, 19, rng.integers(8, 10), rng.integers(3, 16), 0.5, 200 + k) for k in range(8)]
+    strip = [blob(14, 19, 12, int(rng.integers(0, 19)), 0.4, 100 + k) for k in range(24)]
+    above = [blob(14, 19, int(rng.integers(8, 10)), int(rng.integers(3, 16)), 0.5, 200 + k) for k in range(8)]
     maps = strip + above + [moving(k) for k in range(40)]
     members, score, why = first_strategy(maps)
     assert members == set(range(24)) and score >= SUSPECT, (sorted(members), score)  # first, and flagged
@@ -51,8 +51,8 @@ def test_a_tags_strategy_leaves_out_the_images_peaking_a_row_beside_it() -> None
     the row above it; blurred by two cells, the clustering put them with the tag (precision 29 of 33 with 2 more).
     Here too, before: the two in the tag's strategy, now left out (10 of 10 seeds of this setup)."""
     rng = np.random.default_rng(0)
-    tag = [blob(14, 19, rng.integers(1, 4), rng.integers(1, 4), 0.4, 100 + k) for k in range(24)]
-    beside = [blob(14, 19, 0, rng.integers(1, 4), 0.4, 200 + k) for k in range(2)]
+    tag = [blob(14, 19, int(rng.integers(1, 4)), int(rng.integers(1, 4)), 0.4, 100 + k) for k in range(24)]
+    beside = [blob(14, 19, 0, int(rng.integers(1, 4)), 0.4, 200 + k) for k in range(2)]
     maps = tag + beside + [moving(k) for k in range(40)]
     assert first_strategy(maps, settled=False)[0] == set(range(26))  # before: the two beside it in the tag's
     members, score, why = first_strategy(maps)
