@@ -141,10 +141,9 @@ def common_maps(maps: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _blur_matrix(side: int) -> np.ndarray:
-    from attnviz.render.maps import gaussian_blur
+    from attnviz.render.maps import blur_operator
 
-    columns = [gaussian_blur(np.eye(side)[:, i : i + 1], COMMON_BLUR)[:, 0] for i in range(side)]
-    return np.stack(columns, axis=1).astype(np.float64)
+    return blur_operator(side, COMMON_BLUR).double().numpy()
 
 
 def _class_findings(

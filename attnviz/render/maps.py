@@ -57,14 +57,24 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def gaussian_blur(grid: np.ndarray, sigma: float) -> np.ndarray:
-    """(h, w) float32 -> the same size, blurred with a separable Gaussian of `sigma` pixels (edges replicated)."""
+def _blur_rows(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, 1, h, w) -> the same, each column blurred along h by a Gaussian of `sigma` pixels (edges replicated)."""
     kernel = _gaussian_kernel(sigma)
     radius = len(kernel) // 2
+    return F.conv2d(F.pad(t, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
+
+
+def gaussian_blur(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w) float32 -> the same size, blurred with a separable Gaussian of `sigma` pixels (edges replicated)."""
     t = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]  # (1, 1, h, w)
-    t = F.conv2d(F.pad(t, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
-    t = F.conv2d(F.pad(t, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
-    return t[0, 0].numpy()
+    t = _blur_rows(t.transpose(2, 3), sigma).transpose(2, 3)  # along w
+    return _blur_rows(t, sigma)[0, 0].numpy()
+
+
+def blur_operator(size: int, sigma: float) -> torch.Tensor:
+    """(size, size): `gaussian_blur` along one axis as a matrix, column j the blur of a one at j, so a stack of
+    maps is blurred in one product, B m B^T."""
+    return _blur_rows(torch.eye(size).reshape(size, 1, size, 1), sigma)[:, 0, :, 0].T.contiguous()
 
 
 @lru_cache(maxsize=32)
@@ -74,9 +84,7 @@ def _axis_operators(cells: int, pixels: int, sigma: float) -> tuple[torch.Tensor
     bilinear to `pixels`). Built by running those very operations on one-hot columns."""
     eye = torch.eye(cells).reshape(cells, 1, cells, 1)  # (cells, 1, cells, 1): each cell alone
     fine = F.interpolate(eye, size=(cells * _SMOOTH_ZOOM, 1), mode="bilinear", align_corners=False)
-    kernel = _gaussian_kernel(sigma)
-    radius = len(kernel) // 2
-    fine = F.conv2d(F.pad(fine, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
+    fine = _blur_rows(fine, sigma)
     drawn = F.interpolate(fine, size=(pixels, 1), mode="bilinear", align_corners=False)  # (cells, 1, pixels, 1)
     return fine[:, 0, :, 0].T.contiguous(), drawn[:, 0, :, 0].T.contiguous()
 
