@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from attnviz.audit.records import AuditRecord
 from attnviz.audit.stats import (
-    COMMON_BLUR,
     COMMON_GRID,
     LOW_PROB,
     SMALL_OF_LARGEST,
     SMALL_SHARE,
+    common_maps,
     features,
     grid_of,
     map_stats,
@@ -128,22 +127,6 @@ def _features(records: list[AuditRecord]) -> tuple[np.ndarray, np.ndarray]:
         x[start : start + len(maps)] = features(common_maps(maps))
         plain[start : start + len(maps)] = maps
     return x, plain
-
-
-def common_maps(maps: np.ndarray) -> np.ndarray:
-    """(N, side, side) resampled maps -> what `common_map` makes of each, for all at once: its blur is linear and
-    separable, B m B^T, with B found by blurring one-hot columns (a blur per map costs 0.15 ms on one thread, and
-    10 ms where torch's threads wait on a busy machine)."""
-    blur = _blur_matrix(maps.shape[-1])
-    common = np.clip(blur @ maps @ blur.T, 0, None)
-    return common / np.maximum(common.sum(axis=(1, 2), keepdims=True), 1e-12)
-
-
-@lru_cache(maxsize=4)
-def _blur_matrix(side: int) -> np.ndarray:
-    from attnviz.render.maps import blur_operator
-
-    return blur_operator(side, COMMON_BLUR).double().numpy()
 
 
 def _class_findings(

@@ -8,6 +8,7 @@ the help text the page shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -109,10 +110,22 @@ def resample(weights: np.ndarray, side: int = COMMON_GRID) -> np.ndarray:
 
 def common_map(weights: np.ndarray) -> np.ndarray:
     """(rows, cols) weights -> the (COMMON_GRID, COMMON_GRID) blurred map, summing to 1, that maps are compared by."""
-    from attnviz.render.maps import gaussian_blur
+    return common_maps(resample(weights, COMMON_GRID)[None])[0]
 
-    blurred = gaussian_blur(resample(weights, COMMON_GRID), COMMON_BLUR).astype(np.float64).clip(min=0)
-    return blurred / max(float(blurred.sum()), 1e-12)
+
+def common_maps(maps: np.ndarray) -> np.ndarray:
+    """(N, side, side) resampled maps -> `common_map` of each, for all at once: the blur is linear and separable,
+    B m B^T (a blur per map costs 0.15 ms on one thread, and 10 ms where torch's threads wait on a busy machine)."""
+    blur = _blur_matrix(maps.shape[-1])
+    common = np.clip(blur @ maps @ blur.T, 0, None)
+    return common / np.maximum(common.sum(axis=(1, 2), keepdims=True), 1e-12)
+
+
+@lru_cache(maxsize=4)
+def _blur_matrix(side: int) -> np.ndarray:
+    from attnviz.render.maps import blur_operator
+
+    return blur_operator(side, COMMON_BLUR).double().numpy()
 
 
 def features(common: np.ndarray) -> np.ndarray:
