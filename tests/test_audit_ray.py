@@ -60,6 +60,7 @@ def on_ray(photos: Path, out: Path) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_an_audit_on_ray_gives_the_local_engines_records_and_strategies(capsysbinary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     photos = _photos(tmp_path / "photos", 14)

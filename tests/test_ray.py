@@ -47,10 +47,12 @@ def _ray_processes(marker: str) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     """One `ray.init(num_cpus=2)` for every test here. Token auth gets its token from the environment and HOME
-    points at a temporary folder, so nothing is written under the real home; no Ray process outlives it."""
+    points at a temporary folder, so nothing is written under the real home; no Ray process outlives it. Module
+    scope: the cluster (raylet, GCS, idle workers: cores and gigabytes) is shut down when this module is done, not
+    kept running through the rest of the suite (the architecture sweep)."""
     real_token = Path.home() / ".ray" / "auth_token"
     had_token = real_token.exists()
     saved = {key: os.environ.get(key) for key in RAY_SETTINGS}
