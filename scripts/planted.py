@@ -13,7 +13,9 @@ photos without it. A linear head on frozen Lite0 features learns both (scripts/s
 
 For each case the audit's "animal" strategy holding most shortcut photos is scored (precision, recall), with its rank
 among the class's strategies (1: the first card the report shows) and whether it is flagged (`fixed_evidence`); and
-how many of the class's maps peak on a cell touching the mark itself: the most any grouping by place could gather.
+how many of the class's maps peak on a cell touching the mark itself: the most any grouping by place could gather;
+and for how many shortcut photos the mark decides the class (the same crop without it, kept in `held-out-plain/`,
+is called something else), with how many of those the strategy holds.
 Exit status 1 when a case misses issue 23's bar (precision and recall at least 0.9, ranked first, flagged).
 
     python scripts/planted.py /tmp/planted [--cases disc strip frame rare] [--singles /work/heldout/singles]
@@ -110,7 +112,8 @@ def sources(singles: Path, part: int) -> tuple[list[Path], list[Path]]:
 def make_photos(
     folder: Path, singles: Path, part: int, case: str, animals: int, tagged: int, others: int, seed: int
 ) -> list[shortcut.Photo]:
-    """`animals` animal crops and `tagged` shortcut crops (class 0), `others` untagged other crops (class 1)."""
+    """`animals` animal crops and `tagged` shortcut crops (class 0), `others` untagged other crops (class 1). Each
+    shortcut crop is also saved without its mark, in the sibling folder `plain_folder(folder)`, under the same name."""
     rng = random.Random(seed)
     animal_files, other_files = sources(singles, part)
     mark = CASES[case][0]
@@ -123,12 +126,41 @@ def make_photos(
     ):
         for k in range(count):
             image = crop(Image.open(files[k % len(files)]).convert("RGB"), rng)
-            if marked:
-                image = mark(image)
             path = folder / f"{kind}-{k:03d}.jpg"
+            if marked:
+                plain_folder(folder).mkdir(exist_ok=True)
+                image.save(plain_folder(folder) / path.name, quality=92)
+                image = mark(image)
             image.save(path, quality=92)
             photos.append(shortcut.Photo(path, label, marked))
     return photos
+
+
+def plain_folder(folder: Path) -> Path:
+    """Where `make_photos` keeps the shortcut crops without their mark: beside the audited folder, not in it."""
+    return folder.parent / f"{folder.name}-plain"
+
+
+def needing_mark(audit_dir: Path, photos: list[shortcut.Photo], weights: Path, labels: Path, label: str) -> set[str]:
+    """The shortcut photos the audited model calls `label` only because of the mark: without it (the same crop,
+    unmarked) it calls them something else. The audit's own record gives the class of the marked photo."""
+    from attnviz.audit.records import read_records
+    from attnviz.explainer import Explainer
+
+    records, _ = read_records(audit_dir)
+    called = set()
+    for record in records:
+        target = record.get("target")
+        if isinstance(target, dict) and target.get("label") == label:
+            called.add(str(record.get("input")))
+    explainer = Explainer(weights=str(weights), labels=labels.read_text().split(), device="cpu")
+    needing = set()
+    for photo in photos:
+        if photo.tagged and str(photo.path) in called:
+            plain = Image.open(plain_folder(photo.path.parent) / photo.path.name).convert("RGB")
+            if explainer.explain(plain).topk[0].label != label:
+                needing.add(str(photo.path))
+    return needing
 
 
 @dataclass(frozen=True)
@@ -142,6 +174,8 @@ class Found:
     why: str
     on_mark: int  # shortcut photos in the class whose map peaks on a cell touching the mark
     others_on_mark: int  # the class's other photos whose map peaks there too
+    needing: int  # shortcut photos the model calls the class only because of the mark (-1: not measured)
+    needing_held: int  # ... of which the strategy holds
 
 
 def on_mark(record: dict[str, object], mask: np.ndarray) -> bool:
@@ -156,7 +190,9 @@ def on_mark(record: dict[str, object], mask: np.ndarray) -> bool:
     return bool(mask[y0:y1, x0:x1].any())
 
 
-def rank_of(audit_dir: Path, photos: list[shortcut.Photo], mark: Mark, label: str = "animal") -> Found:
+def rank_of(
+    audit_dir: Path, photos: list[shortcut.Photo], mark: Mark, label: str = "animal", needing: set[str] | None = None
+) -> Found:
     """The class's strategy holding most shortcut photos, scored; and how many maps peak on the mark at all."""
     from attnviz.audit.analysis import analyse
     from attnviz.audit.records import read_records
@@ -186,6 +222,8 @@ def rank_of(audit_dir: Path, photos: list[shortcut.Photo], mark: Mark, label: st
         why=best.why,
         on_mark=sum(a and b for a, b in zip(peaking, shortcut_photo, strict=True)),
         others_on_mark=sum(a and not b for a, b in zip(peaking, shortcut_photo, strict=True)),
+        needing=-1 if needing is None else len(needing),
+        needing_held=0 if needing is None else sum(str(records[i].get("input")) in needing for i in best.members),
     )
 
 
@@ -199,6 +237,12 @@ def report(name: str, photos: list[shortcut.Photo], found: Found) -> bool:
         f"{'flagged' if found.flagged else 'not flagged'} ('{found.why}'){'' if ok else '  <- NOT found'}\n"
         f"  maps peaking on the mark: {found.on_mark} of the {shortcut_photos} shortcut photos, and "
         f"{found.others_on_mark} of the class's other photos"
+        + (
+            f"\n  the model needs the mark for {found.needing} of them (unmarked, it calls them 'other'); the "
+            f"strategy holds {found.needing_held} of those"
+            if found.needing >= 0
+            else ""
+        )
     )
     return ok
 
@@ -241,7 +285,8 @@ def main() -> int:
             labels.write_text("\n".join(LABELS) + "\n")
             if attnviz([*argv, "--size", str(args.size), "--overwrite", "-q"]) not in (0, 1):
                 return 1
-        failed += not report(case, held_out, rank_of(out, held_out, CASES[case][0]))
+        needing = needing_mark(out, held_out, weights, labels, "animal")
+        failed += not report(case, held_out, rank_of(out, held_out, CASES[case][0], needing=needing))
         print(f"  command: attnviz {' '.join(argv)} --size {args.size}")
     return 1 if failed else 0
 

@@ -21,7 +21,17 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
-from attnviz.audit.suspicion import PLACE_KEEP, PLACE_MASS, SUSPECT, along, joins, judge, place, ranks
+from attnviz.audit.suspicion import (
+    PLACE_KEEP,
+    PLACE_MASS,
+    SUSPECT,
+    along,
+    joins,
+    judge,
+    place,
+    ranks,
+    shallow_edges,
+)
 
 #: Most strategies looked for in one class.
 MAX_STRATEGIES = 8
@@ -190,13 +200,20 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     box = places[top]
     if box is None:
         return labels
-    axis = along(box, side)
-    if axis is not None:  # a piece of a strip: along the edge with the other pieces across the same rows, if any
+    # a piece of a strip becomes the band along its edge when other pieces lie along it across the same rows; a
+    # corner piece (a spot as shallow as a strip, or a piece that could run along either edge) takes the edge whose
+    # pieces hold the most images
+    joined, best = 0, box
+    for axis in sorted({a for a in (along(box, side), *shallow_edges(box, side)) if a is not None}):
         band = (box[0], (0, side - 1)) if axis == 0 else ((0, side - 1), box[1])
-        if any(
-            k != top and p is not None and along(p, side) == axis and joins(p, band, side) for k, p in enumerate(places)
-        ):
-            box = band
+        pieces = sum(
+            int(sizes[k])
+            for k, p in enumerate(places)
+            if k != top and p is not None and along(p, side) == axis and joins(p, band, side)
+        )
+        if pieces > joined:
+            joined, best = pieces, band
+    box = best
     joining = np.array([k == top or joins(p, box, side) for k, p in enumerate(places)])
     placeless = np.array([p is None for p in places])
     (r0, r1), (c0, c1) = box

@@ -204,6 +204,16 @@ def along(box: Box, side: int) -> int | None:
     return found[1]
 
 
+def shallow_edges(box: Box, side: int) -> list[int]:
+    """The edges (numbered as `along` numbers them) a spot lies on while no deeper across them than a strip
+    (`STRIP_WIDTH`): a strip's end piece is such a spot, for Lite0's maps of a strip peak on one cell of it."""
+    return [
+        axis
+        for axis in (0, 1)
+        if box[axis][1] - box[axis][0] + 1 <= STRIP_WIDTH and (box[axis][0] == 0 or box[axis][1] == side - 1)
+    ]
+
+
 def joins(other: Box | None, box: Box, side: int) -> bool:
     """Whether a strategy placed at `other` is the same mark as the one at `box`: a spot joins an overlapping spot;
     a strip's pieces, and places reaching across its rows, join the band along its edge. A spot within the strip's
