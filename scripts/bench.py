@@ -294,10 +294,14 @@ def measure(args: argparse.Namespace) -> None:
         def work() -> int:
             return way(paths)
 
+    before = os.times()
     done, seconds, others = timed(work)
+    after = os.times()
     scratch.cleanup()
     rss = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    print(json.dumps({"images": done, "seconds": seconds, "others": others, "rss": rss}))
+    user, system = (after.user - before.user) / max(done, 1), (after.system - before.system) / max(done, 1)
+    row = {"images": done, "seconds": seconds, "others": others, "rss": rss, "user": user, "system": system}
+    print(json.dumps(row))
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -349,13 +353,13 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
     limits = {way: rate[way] for way in results if way in LIMIT_WAYS}
     limit = max(limits, key=limits.__getitem__) if limits else "forward-only"
     header = f"{'way':<36}{'images':>7}{'seconds':>9}{'images/s':>10}{'vs grad-cam':>13}{'vs limit':>10}"
-    print(f"\n{header}{'peak RSS':>10}{'other load':>12}")
+    print(f"\n{header}{'peak RSS':>10}{'other load':>12}{'CPU ms/image: user, system':>28}")
     cam, top = rate.get("pytorch-grad-cam", float("nan")), rate.get(limit, float("nan"))  # --ways may leave out
     for way, r in results.items():
         vs_cam, vs_limit = rate[way] / cam, rate[way] / top
         print(
             f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
-            f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}"
+            f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}{1000 * r['user']:>14.1f}, {1000 * r['system']:.1f}"
         )
     if max(map(len, rates.values())) > 1:
         print("each row is the median round of that way; images/s in every round:")
