@@ -93,6 +93,21 @@ def test_class_subspace_is_orthonormal_and_keeps_the_top_directions() -> None:
     assert torch.allclose((top @ basis.T).abs().pow(2).sum(1), torch.ones(4), atol=1e-4)
 
 
+def test_class_subspace_of_a_head_with_fewer_classes_than_dimensions_keeps_them_and_completes_the_basis() -> None:
+    """7 classes, 16 dimensions (a fine-tuned head): the 7 class directions come first, then 9 orthogonal to them;
+    the classes' own queries score the same as in the 7-dimensional subspace alone."""
+    torch.manual_seed(5)
+    w = torch.randn(7, 40)
+    basis = class_subspace(w, attn_dim=16)  # (16, 40)
+    assert basis.shape == (16, 40) and torch.allclose(basis @ basis.T, torch.eye(16), atol=1e-5)
+    top = torch.linalg.svd(w, full_matrices=False).Vh  # (7, 40)
+    assert torch.allclose((top @ basis[:7].T).abs(), torch.eye(7), atol=1e-5)  # the class directions, in order
+    assert (w @ basis[7:].T).abs().max() < 1e-4  # the completion: no class vector reaches it
+    h = torch.rand(2, 9, 40)
+    full, own = default_general(basis)(h, w[:2]).scores, default_general(basis[:7])(h, w[:2]).scores
+    assert torch.allclose(full, own, atol=1e-4)
+
+
 def test_default_general_with_full_rank_equals_dot() -> None:
     torch.manual_seed(3)
     classes = torch.randn(20, 6)

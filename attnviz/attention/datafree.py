@@ -14,7 +14,7 @@ from attnviz.options import TRAINED_SIZE, Mode, Query
 
 #: Version of the derivation of the class subspace; part of its cache key, so a changed algorithm never reads an
 #: old entry.
-SUBSPACE_VERSION = 1
+SUBSPACE_VERSION = 2
 #: The calibration picture is one synthetic photo, and real photos can reach further than it does: the tanh units
 #: are scaled for this many times its largest feature and its largest gradient query, so that they stay in their
 #: near-quadratic range on brighter or busier photos (used only when the encoder declares no feature bound).

@@ -143,14 +143,23 @@ class ConcatScorer(Scorer):
 
 
 def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> Tensor:
-    """(A, C) orthonormal rows spanning the top-A right singular vectors of the (K, C) classifier matrix.
+    """(A, C) orthonormal rows spanning the top-A right singular vectors of the (K, C) classifier matrix; a head
+    with fewer than A directions (K < A) gets them all, then a fixed completion orthogonal to them.
 
-    Projecting cells and class vectors onto it keeps the directions the classifier actually uses.
+    Projecting cells and class vectors onto it keeps the directions the classifier actually uses. The SVD of the
+    K x C matrix costs O(K^2 C), where the eigendecomposition of W^T W it replaces cost O(C^3): 52 s for a head on
+    RegNetY-128GF's 7392 channels, once per new classifier. Queries from the classifier's rows have no component
+    in the completion, so there it changes no score.
     """
     w = class_vectors.detach().double()  # (K, C)
-    _, vectors = torch.linalg.eigh(w.T @ w)  # ascending eigenvalues, (C, C)
-    dim = min(attn_dim, w.shape[1])
-    return vectors[:, -dim:].flip(-1).T.float().contiguous()  # (A, C)
+    channels = w.shape[1]
+    dim = min(attn_dim, channels)
+    basis = torch.linalg.svd(w, full_matrices=False).Vh[:dim]  # (min(K, A), C), largest singular value first
+    if len(basis) < dim:  # complete with the first standard directions, made orthogonal to the class directions
+        unit = torch.eye(channels, dtype=w.dtype)[:, :dim]  # (C, A)
+        q, _ = torch.linalg.qr(torch.cat([basis.T, unit], dim=1))  # (C, K + A)
+        basis = torch.cat([basis, q[:, len(basis) : dim].T])  # (A, C)
+    return basis.float().contiguous()
 
 
 def default_general(basis: Tensor) -> GeneralScorer:
