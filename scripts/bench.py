@@ -229,13 +229,16 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(work: Callable[[], int]) -> tuple[int, float, float]:
-    """Images done, wall seconds, and how many cores other processes kept busy meanwhile (noise)."""
-    machine, mine, start = busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
+def timed(work: Callable[[], int]) -> tuple[int, float, float, tuple[float, float]]:
+    """Images done, wall seconds, how many cores other processes kept busy meanwhile (noise), and this process's
+    own (user, system) CPU seconds."""
+    machine, before, start = busy_cpu_seconds(), os.times(), time.perf_counter()
     done = work()
     seconds = time.perf_counter() - start
-    others = (busy_cpu_seconds() - machine) - (sum(os.times()[:2]) - mine)
-    return done, seconds, max(0.0, others) / seconds
+    after = os.times()
+    user, system = after.user - before.user, after.system - before.system
+    others = (busy_cpu_seconds() - machine) - (user + system)
+    return done, seconds, max(0.0, others) / seconds, (user, system)
 
 
 CORES = cpu_count()
@@ -294,13 +297,11 @@ def measure(args: argparse.Namespace) -> None:
         def work() -> int:
             return way(paths)
 
-    before = os.times()
-    done, seconds, others = timed(work)
-    after = os.times()
+    done, seconds, others, (user, system) = timed(work)
     scratch.cleanup()
     rss = mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    user, system = (after.user - before.user) / max(done, 1), (after.system - before.system) / max(done, 1)
-    row = {"images": done, "seconds": seconds, "others": others, "rss": rss, "user": user, "system": system}
+    per_image = {"user": user / max(done, 1), "system": system / max(done, 1)}
+    row = {"images": done, "seconds": seconds, "others": others, "rss": rss, **per_image}
     print(json.dumps(row))
 
 

@@ -100,9 +100,8 @@ def lanes_way(photos: Path, data: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="attnviz-bench-lanes-") as out:
         # torch in both ways: the Ray actors run torch too, so the comparison is the engine, not the runtime
         work = attnviz_way(options, photos, data / "warmup" / "warmup-0000.jpg", Path(out), None, "torch")
-        before = sum(os.times()[:2])
-        done, seconds, others = timed(work)
-        cpu = sum(os.times()[:2]) - before
+        done, seconds, others, (user, system) = timed(work)
+        cpu = user + system
     return {"images": done, "steady": done / seconds, "others": others, "cpu": cpu / done}
 
 

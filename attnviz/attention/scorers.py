@@ -156,7 +156,7 @@ def class_subspace(class_vectors: Tensor, attn_dim: int = DEFAULT_ATTN_DIM) -> T
     dim = min(attn_dim, channels)
     basis = torch.linalg.svd(w, full_matrices=False).Vh[:dim]  # (min(K, A), C), largest singular value first
     if len(basis) < dim:  # complete with the first standard directions, made orthogonal to the class directions
-        unit = torch.eye(channels, dtype=w.dtype)[:, :dim]  # (C, A)
+        unit = torch.eye(channels, dim, dtype=w.dtype)  # (C, A)
         q, _ = torch.linalg.qr(torch.cat([basis.T, unit], dim=1))  # (C, K + A)
         basis = torch.cat([basis, q[:, len(basis) : dim].T])  # (A, C)
     return basis.float().contiguous()
