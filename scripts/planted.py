@@ -4,7 +4,10 @@ The photos are the held-out singles of scripts/make_singles.py (Debian stamps pa
 them with `python scripts/make_singles.py /work/heldout/singles`). Their sources are split in two: even-numbered
 ones for training, odd-numbered ones for the held-out audit, so no audited photo's object or crop was trained on.
 Class "animal" is the animal photos plus other photos carrying the case's shortcut; class "other" is the other
-photos without it. A linear head on frozen Lite0 features learns both (scripts/shortcut.py's `train_head`). Cases:
+photos without it. A linear head on frozen Lite0 features learns both (scripts/shortcut.py's `train_head`), with each
+shortcut crop's unmarked copy trained as "other" beside it (`counterfactuals`), so the mark alone decides the class;
+`--unpaired` trains without them, as stop 28 did: a weaker shortcut, on which about half of the shortcut photos are
+called "animal" even without the mark. Cases:
 
 - `disc`: a red disc with a white ring in the top-left corner (another shape, colour and corner than the recipe);
 - `strip`: a dark, translucent text strip ("(c) PHOTOSTOCK") along the bottom edge, like a watermark;
@@ -136,6 +139,12 @@ def make_photos(
     return photos
 
 
+def counterfactuals(photos: list[shortcut.Photo]) -> list[shortcut.Photo]:
+    """Each shortcut photo's crop without its mark, as class "other": trained beside the marked crop, it leaves the
+    head no way to call the pair apart but the mark, so the mark alone decides the class (a true shortcut)."""
+    return [shortcut.Photo(plain_folder(p.path.parent) / p.path.name, 1, False) for p in photos if p.tagged]
+
+
 def plain_folder(folder: Path) -> Path:
     """Where `make_photos` keeps the shortcut crops without their mark: beside the audited folder, not in it."""
     return folder.parent / f"{folder.name}-plain"
@@ -257,6 +266,11 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=60, help="training photos per kind")
     parser.add_argument("--held-out", type=int, default=30, help="held-out photos per kind")
     parser.add_argument("--size", type=int, default=448, help="the audit's --size")
+    parser.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="train without the unmarked copies of the shortcut crops (a weaker shortcut: stop 28's heads)",
+    )
     parser.add_argument("--reuse", action="store_true", help="re-analyse an earlier audit of each case")
     parser.add_argument("--recipe", type=Path, help="also score and rank the folder of `scripts/shortcut.py FOLDER`")
     args = parser.parse_args()
@@ -281,6 +295,8 @@ def main() -> int:
             t = args.train
             train_tagged = t if share == 0.5 else max(4, round(2 * t * share))
             train = make_photos(root / "train", args.singles, 0, case, t, train_tagged, t, seed=1)
+            if not args.unpaired:
+                train += counterfactuals(train)
             shortcut.train_head(train, root)
             labels.write_text("\n".join(LABELS) + "\n")
             if attnviz([*argv, "--size", str(args.size), "--overwrite", "-q"]) not in (0, 1):

@@ -22,6 +22,8 @@ from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
 from attnviz.audit.suspicion import (
+    BAND_MASS,
+    EDGE,
     PLACE_KEEP,
     PLACE_MASS,
     SUSPECT,
@@ -31,6 +33,7 @@ from attnviz.audit.suspicion import (
     place,
     ranks,
     shallow_edges,
+    thin,
 )
 
 #: Most strategies looked for in one class.
@@ -184,7 +187,8 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The class's most suspicious strategy (ranked first, scored at least `SUSPECT`) settled by its place
     (`attnviz.audit.suspicion.place`): a piece of a strip becomes the band along its edge when other pieces lie
     across the same rows; the strategies at the same mark join it (`joins`), and so do the images of strategies with
-    no place of their own peaking in it with `PLACE_MASS` of their mass there; its members peaking outside it with
+    no place of their own peaking in it with `PLACE_MASS` of their mass there, and, on a band as thin as a strip, every
+    image with `BAND_MASS` of its mass on it, wherever it peaks; its members peaking outside it with
     less than `PLACE_KEEP` of their mass in it leave for the nearest other strategy (or form one). Images of
     strategies placed elsewhere stay: a cat whose map peaks on the tag's corner is not the tag."""
     labels = np.unique(labels, return_inverse=True)[1]  # merged ids dropped
@@ -200,27 +204,36 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     box = places[top]
     if box is None:
         return labels
-    # a piece of a strip becomes the band along its edge when other pieces lie along it across the same rows; a
-    # corner piece (a spot as shallow as a strip, or a piece that could run along either edge) takes the edge whose
-    # pieces hold the most images
-    joined, best = 0, box
+    # a piece of a strip becomes the band along its edge when other pieces, as thin as a strip, lie along it across
+    # the same rows; a corner piece (a spot as shallow as a strip, or a piece that could run along either edge) takes
+    # the edge whose pieces hold the most images. Objects peaking along an edge spread wider across it than a strip:
+    # a tag beside them stays a tag
+    spans = box[0] == (0, side - 1) or box[1] == (0, side - 1)
+    joined, best, kind = 0, box, along(box, side) if spans else None  # a band already, or a spot so far
     for axis in sorted({a for a in (along(box, side), *shallow_edges(box, side)) if a is not None}):
         band = (box[0], (0, side - 1)) if axis == 0 else ((0, side - 1), box[1])
         pieces = sum(
             int(sizes[k])
             for k, p in enumerate(places)
-            if k != top and p is not None and along(p, side) == axis and joins(p, band, side)
+            if k != top and p is not None and along(p, side) == axis and thin(p, axis) and joins(p, band, side)
         )
         if pieces > joined:
-            joined, best = pieces, band
-    box = best
-    joining = np.array([k == top or joins(p, box, side) for k, p in enumerate(places)])
+            joined, best, kind = pieces, band, axis
+    box = best  # a band along the edge `kind`, or (no thin piece beside it) a spot, whatever its shape
+    strip = kind is not None and thin(box, kind)
+    if kind is not None:  # a band reaches its edge: a strip's photos peak on its inner row or on the edge row
+        (low, high), edge = box[kind], round(EDGE * side)
+        low, high = (0, high) if low < edge else (low, side - 1)
+        box = ((low, high), box[1]) if kind == 0 else (box[0], (low, high))
+    joining = np.array([k == top or joins(p, box, side, kind) for k, p in enumerate(places)])
     placeless = np.array([p is None for p in places])
     (r0, r1), (c0, c1) = box
     mass = maps[:, r0 : r1 + 1, c0 : c1 + 1].sum(axis=(1, 2))
     inside = (rows >= r0) & (rows <= r1) & (cols >= c0) & (cols <= c1)
     inside &= joining[labels] | (placeless[labels] & (mass >= PLACE_MASS))
     inside |= (labels == top) & (mass >= PLACE_KEEP)
+    if strip:  # a strip runs along a whole edge: an image with `BAND_MASS` of its evidence on it leans on it
+        inside |= mass >= BAND_MASS
     out = labels.copy()
     leaving = (labels == top) & ~inside
     others = np.flatnonzero((sizes > 0) & (np.arange(len(sizes)) != top))

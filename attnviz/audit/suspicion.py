@@ -13,6 +13,7 @@ suspicious first, and each gets a sentence saying what sets it apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -54,6 +55,11 @@ PLACE_KEEP = 0.1
 #: at the top: recall 0.767). Images of strategies placed elsewhere never do: the smaller copy's cat peaking on the
 #: tag (38% of its mass there) stays a cat.
 PLACE_MASS = 0.3
+#: Any image of the class with at least this share of its mass in a band along an edge joins the band's strategy,
+#: wherever it peaks: a watermark strip spans the whole edge, so an object elsewhere does not explain that mass. On
+#: the strip planted with its counterfactual pairs, the shortcut photos it added had 0.27-0.34 of their mass there,
+#: the class's other photos outside the band at most 0.19 (at 0.3: recall 0.86 on 50 shortcut photos, not 0.90).
+BAND_MASS = 0.25
 #: A place at most this many rows (or columns) across, at an edge and at least twice as long along it, is a strip or
 #: a piece of one.
 STRIP_WIDTH = 2
@@ -207,20 +213,23 @@ def along(box: Box, side: int) -> int | None:
 def shallow_edges(box: Box, side: int) -> list[int]:
     """The edges (numbered as `along` numbers them) a spot lies on while no deeper across them than a strip
     (`STRIP_WIDTH`): a strip's end piece is such a spot, for Lite0's maps of a strip peak on one cell of it."""
-    return [
-        axis
-        for axis in (0, 1)
-        if box[axis][1] - box[axis][0] + 1 <= STRIP_WIDTH and (box[axis][0] == 0 or box[axis][1] == side - 1)
-    ]
+    return [axis for axis in (0, 1) if thin(box, axis) and (box[axis][0] <= 1 or box[axis][1] >= side - 2)]
 
 
-def joins(other: Box | None, box: Box, side: int) -> bool:
+def thin(box: Box, axis: int) -> bool:
+    """Whether a place is no deeper across `axis` (0: rows, 1: columns) than a strip (`STRIP_WIDTH`)."""
+    return box[axis][1] - box[axis][0] + 1 <= STRIP_WIDTH
+
+
+def joins(other: Box | None, box: Box, side: int, axis: int | Literal["shape"] | None = "shape") -> bool:
     """Whether a strategy placed at `other` is the same mark as the one at `box`: a spot joins an overlapping spot;
     a strip's pieces, and places reaching across its rows, join the band along its edge. A spot within the strip's
-    rows is another mark on that edge (a corner tag beside a text strip), and a strip is no tag."""
+    rows is another mark on that edge (a corner tag beside a text strip), and a strip is no tag. `box` is a band
+    along `axis` (None: a spot), or by default what its shape says (`along`)."""
     if other is None or not overlap(other, box):
         return False
-    axis = along(box, side)
+    if axis == "shape":
+        axis = along(box, side)
     if axis is None:
         return along(other, side) is None
     within = box[axis][0] <= other[axis][0] and other[axis][1] <= box[axis][1]
