@@ -18,10 +18,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install ## draw where the network looks on a bundled photo -> demo/coffee.attn-concat.png
 	$(BIN)/attnviz run sample_images/coffee.png --mode concat -o demo/coffee.attn-concat.png --overwrite
 
-test: install ## lint, type-check and run the whole test suite
+# Two pytest-xdist workers: the suite's giants (tests/test_sweep.py's GIANTS) and its Ray tests each keep to one.
+WORKERS ?= 2
+
+test: install ## lint, type-check and run the whole test suite (WORKERS=2 pytest-xdist workers)
 	$(BIN)/ruff check attnviz tests scripts
 	$(BIN)/mypy attnviz tests scripts
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check attnviz tests scripts

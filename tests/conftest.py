@@ -19,6 +19,21 @@ from attnviz.options import Backend
 
 import helpers
 
+# Under pytest-xdist (`make test` runs two workers), each worker gets its share of the cores for torch's own threads:
+# two workers at torch's default of every core would spin on each other's cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup`, the Ray tests share one worker, and so one local cluster."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 # Keep the derived-tensor cache of the test run out of the user's home, and remove it afterwards.
 if "ATTNVIZ_CACHE" not in os.environ:
     os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")

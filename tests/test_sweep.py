@@ -214,8 +214,17 @@ def one_line(exc: AttnvizError) -> str:
     return message
 
 
+#: The architectures over 100 million parameters (a 12.9 GB peak for RegNetY-128GF): under pytest-xdist one worker
+#: takes them all, one after another, so two never share the machine's memory.
+GIANTS = {"regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf", "vit_h_14", "vit_l_16", "vit_l_32"}
+
+
+def one_worker_for_giants(names: list[str]) -> list[object]:
+    return [pytest.param(n, marks=pytest.mark.xdist_group("giants")) if n in GIANTS else n for n in names]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", torchvision_names())
+@pytest.mark.parametrize("name", one_worker_for_giants(torchvision_names()))
 def test_every_torchvision_classifier(name: str) -> None:
     outcome = check("torchvision", name)
     assert outcome == "ok", outcome
