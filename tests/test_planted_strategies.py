@@ -89,7 +89,8 @@ def test_a_strips_corner_piece_takes_the_strip_not_the_side_edge() -> None:
 
 
 #: The "animal" class's maps (Lite0, --size 448, 14 x 19) of two planted cases, recorded by
-#: `python scripts/planted.py /tmp/paired50 --held-out 50`, with which photos carry the mark (float16, 31 KB).
+#: `python scripts/planted.py /tmp/paired50 --held-out 50` (the frame: `/tmp/paired`, 30 per kind), with which photos
+#: carry the mark (float16, 46 KB).
 RECORDED = Path(__file__).with_name("planted_maps.npz")
 
 
@@ -122,3 +123,12 @@ def test_a_strip_takes_in_photos_with_a_quarter_of_their_evidence_on_it_wherever
     precision, recall, why = recorded_first_strategy("strip")
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
     assert why.startswith("evidence along the bottom edge"), why
+
+
+def test_two_images_at_one_place_do_not_take_the_first_card() -> None:
+    """The frame, 67 maps of which 30 carry it: a strategy of 2 images, both peaking at the bottom edge, scored as
+    fixed as the 26 along the left edge (0.95) and took the first card; the frame's strategy (18 of its photos) was
+    second and not flagged. Any two peaks are near their median: a share now counts `FEW` more images than the
+    strategy holds. The frame is still not found (precision 0.69, recall 0.60: its maps peak anywhere)."""
+    precision, recall, _ = recorded_first_strategy("frame")
+    assert recall >= 0.5 and precision >= 0.65, (precision, recall)
