@@ -271,7 +271,11 @@ def main() -> int:
         action="store_true",
         help="train without the unmarked copies of the shortcut crops (a weaker shortcut: stop 28's heads)",
     )
-    parser.add_argument("--reuse", action="store_true", help="re-analyse an earlier audit of each case")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="re-analyse an earlier audit of each case (made with or without --unpaired: the head is not retrained)",
+    )
     parser.add_argument("--recipe", type=Path, help="also score and rank the folder of `scripts/shortcut.py FOLDER`")
     args = parser.parse_args()
     failed = 0

@@ -19,14 +19,18 @@ from attnviz.options import Backend
 
 import helpers
 
-# Under pytest-xdist (`make test` runs two workers), each worker gets its share of the cores for torch's own threads:
-# two workers at torch's default of every core would spin on each other's cores.
+# Under pytest-xdist (`make test` runs two workers), each worker gives torch's intra-op threads its share of the
+# cores: two workers at torch's default of every core would spin on each other's. (ONNX Runtime sessions and the
+# CLI's subprocesses still size themselves to the machine.)
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    from attnviz.models.devices import cpu_count
+
+    torch.set_num_threads(max(1, cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist's `--dist loadgroup`, the Ray tests share one worker, and so one local cluster."""
     for item in items:
@@ -34,6 +38,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("ray"))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run on a pytest-xdist worker whose groups did not take: pytest-xdist 3.8 cannot name them on pytest
+    9.2 (pytest-xdist issue 1386), and the sweep's giants would then share the machine's memory."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"{item.nodeid}: its xdist_group was not applied (pytest-xdist issue 1386); use pytest<9.2"
+            )
+
+
+# Every worker shares the controller's derived-tensor cache (set here before the workers start): its files are
+# written atomically, and the tests that look at a cache's contents make their own.
 # Keep the derived-tensor cache of the test run out of the user's home, and remove it afterwards.
 if "ATTNVIZ_CACHE" not in os.environ:
     os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")

@@ -106,7 +106,7 @@ def convert(onnx_bytes: bytes, target: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: torch.from_numpy(v) for k, v in timm_state(onnx_bytes).items()}
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # two test processes never write the same file
     save_file(state, str(partial))
     partial.replace(target)
 

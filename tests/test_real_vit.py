@@ -17,6 +17,9 @@ from PIL import Image
 from helpers import SAMPLES, run
 from real_vit import dinov2_weights
 
+#: One pytest-xdist worker for the module: on a cold cache its fixture downloads and converts the weights once.
+pytestmark = pytest.mark.xdist_group("real_vit")
+
 ENCODER = "timm:vit_small_patch14_dinov2"
 #: The pasted photo's box in the 672 x 448 canvas: (left, top, right, bottom).
 BOX = (420, 200, 420 + 224, 200 + 149)

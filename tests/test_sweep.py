@@ -214,8 +214,8 @@ def one_line(exc: AttnvizError) -> str:
     return message
 
 
-#: The architectures over 100 million parameters (a 12.9 GB peak for RegNetY-128GF): under pytest-xdist one worker
-#: takes them all, one after another, so two never share the machine's memory.
+#: The six architectures with the largest peak memory in the sweep (RegNetY-128GF 12.9 GB; all six took 15-82 s
+#: each): under pytest-xdist one worker takes them all, one after another, so two never share the machine's memory.
 GIANTS = {"regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf", "vit_h_14", "vit_l_16", "vit_l_32"}
 
 

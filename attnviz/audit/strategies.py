@@ -23,7 +23,6 @@ from scipy.sparse.linalg import eigsh
 
 from attnviz.audit.suspicion import (
     BAND_MASS,
-    EDGE,
     PLACE_KEEP,
     PLACE_MASS,
     SUSPECT,
@@ -188,9 +187,10 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     (`attnviz.audit.suspicion.place`): a piece of a strip becomes the band along its edge when other pieces lie
     across the same rows; the strategies at the same mark join it (`joins`), and so do the images of strategies with
     no place of their own peaking in it with `PLACE_MASS` of their mass there, and, on a band as thin as a strip, every
-    image with `BAND_MASS` of its mass on it, wherever it peaks; its members peaking outside it with
-    less than `PLACE_KEEP` of their mass in it leave for the nearest other strategy (or form one). Images of
-    strategies placed elsewhere stay: a cat whose map peaks on the tag's corner is not the tag."""
+    image with `BAND_MASS` of its mass on it, wherever it peaks and whatever its own strategy's place (a corner tag
+    within the strip's rows too); its members peaking outside it with less than `PLACE_KEEP` of their mass in it leave
+    for the nearest other strategy (or form one). Otherwise images of strategies placed elsewhere stay: a cat whose
+    map peaks on the tag's corner is not the tag."""
     labels = np.unique(labels, return_inverse=True)[1]  # merged ids dropped
     verdicts = judge(maps, labels)
     sizes = np.bincount(labels, minlength=len(verdicts))
@@ -220,11 +220,11 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
         if pieces > joined:
             joined, best, kind = pieces, band, axis
     box = best  # a band along the edge `kind`, or (no thin piece beside it) a spot, whatever its shape
-    strip = kind is not None and thin(box, kind)
-    if kind is not None:  # a band reaches its edge: a strip's photos peak on its inner row or on the edge row
-        (low, high), edge = box[kind], round(EDGE * side)
-        low, high = (0, high) if low < edge else (low, side - 1)
+    if kind is not None:  # a band a cell from its edge reaches it: a strip's photos peak on its inner row or the edge's
+        low, high = box[kind]
+        low, high = 0 if low <= 1 else low, side - 1 if high >= side - 2 else high
         box = ((low, high), box[1]) if kind == 0 else (box[0], (low, high))
+    strip = kind is not None and thin(box, kind)
     joining = np.array([k == top or joins(p, box, side, kind) for k, p in enumerate(places)])
     placeless = np.array([p is None for p in places])
     (r0, r1), (c0, c1) = box

@@ -29,7 +29,8 @@ SUSPECT = 0.6
 CENTRE_WEIGHT = 0.5
 #: A share of a strategy's images counts this many more than it holds: any two peaks are near their median, so a
 #: strategy of 2 is not wholly fixed (on scripts/planted.py's frame, a pair at the bottom edge outranked the frame's
-#: 26 along the left edge; with 2, no other planted case's ranking or figure moved).
+#: 26 along the left edge; with 2, no other planted case's ranking or figure moved). A deliberate limit: a strategy
+#: of 3 scores at most 0.6 by place, so it is flagged only with extra border mass.
 FEW = 2
 # A strategy's place, and what joins it (`place`, `along`, `joins`; `attnviz.audit.strategies.settle`). The constants
 # were measured on the planted cases together (`scripts/planted.py --recipe`, and scripts/shortcut.py's smaller copy
@@ -73,7 +74,7 @@ Box = tuple[tuple[int, int], tuple[int, int]]
 
 @dataclass(frozen=True)
 class Verdict:
-    score: float  # 0 (moves like the class's objects) .. about 1 (fixed at an edge in every image)
+    score: float  # 0 (moves like the class's objects) .. size / (size + FEW) (fixed at an edge in every image)
     why: str
 
 
@@ -215,8 +216,9 @@ def along(box: Box, side: int) -> int | None:
 
 
 def shallow_edges(box: Box, side: int) -> list[int]:
-    """The edges (numbered as `along` numbers them) a spot lies on while no deeper across them than a strip
-    (`STRIP_WIDTH`): a strip's end piece is such a spot, for Lite0's maps of a strip peak on one cell of it."""
+    """The edges (numbered as `along` numbers them) a spot lies on, or one cell from, while no deeper across them
+    than a strip (`STRIP_WIDTH`): a strip's end piece is such a spot, for Lite0's maps of a strip peak on one cell of
+    it, often the row inside the edge row."""
     return [axis for axis in (0, 1) if thin(box, axis) and (box[axis][0] <= 1 or box[axis][1] >= side - 2)]
 
 
@@ -229,7 +231,8 @@ def joins(other: Box | None, box: Box, side: int, axis: int | Literal["shape"] |
     """Whether a strategy placed at `other` is the same mark as the one at `box`: a spot joins an overlapping spot;
     a strip's pieces, and places reaching across its rows, join the band along its edge. A spot within the strip's
     rows is another mark on that edge (a corner tag beside a text strip), and a strip is no tag. `box` is a band
-    along `axis` (None: a spot), or by default what its shape says (`along`)."""
+    along `axis` (None: a spot), or by default what its shape says (`along`): `settle` passes None for a place shaped
+    like a strip's piece with no thin piece beside it, which then joins only as a spot does."""
     if other is None or not overlap(other, box):
         return False
     if axis == "shape":
