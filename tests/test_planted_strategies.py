@@ -134,7 +134,6 @@ def test_two_images_at_one_place_do_not_take_the_first_card() -> None:
     assert recall >= 0.5 and precision >= 0.65, (precision, recall)
 
 
-
 def test_a_band_three_rows_from_its_edge_does_not_take_in_broad_maps_above_it() -> None:
     """A band reaches its edge only from a cell away. Stretched to the edge from the quarter's inner row, a one-row
     band became a quarter of the picture, which a broad map covers with `BAND_MASS` of its mass wherever it peaks
