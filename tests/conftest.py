@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Refuse to run on a pytest-xdist worker whose groups did not take: pytest-xdist 3.8 cannot name them on pytest
     9.2 (pytest-xdist issue 1386), and the sweep's giants would then share the machine's memory."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    if not os.environ.get("PYTEST_XDIST_WORKER") or session.config.getoption("dist", None) != "loadgroup":
         return
     for item in session.items:
         if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
