@@ -22,6 +22,7 @@ from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
 from attnviz.audit.suspicion import (
+    BAND_LINE,
     BAND_MASS,
     PLACE_KEEP,
     PLACE_MASS,
@@ -223,6 +224,13 @@ def settle(x: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if kind is not None:  # a band a cell from its edge reaches it: a strip's photos peak on its inner row or the edge's
         low, high = box[kind]
         low, high = 0 if low <= 1 else low, side - 1 if high >= side - 2 else high
+        # and it is as deep as the lines its peaks pile up on: an inner line holding few of them is objects beside it
+        counts = np.bincount((rows if kind == 0 else cols)[labels == top], minlength=side)
+        most = counts[low : high + 1].max()
+        while low == 0 and high > low and counts[high] < BAND_LINE * most:
+            high -= 1
+        while high == side - 1 and low < high and counts[low] < BAND_LINE * most:
+            low += 1
         box = ((low, high), box[1]) if kind == 0 else (box[0], (low, high))
     strip = kind is not None and thin(box, kind)
     joining = np.array([k == top or joins(p, box, side, kind) for k, p in enumerate(places)])

@@ -60,6 +60,10 @@ PLACE_KEEP = 0.1
 #: at the top: recall 0.767). Images of strategies placed elsewhere never do: the smaller copy's cat peaking on the
 #: tag (38% of its mass there) stays a cat.
 PLACE_MASS = 0.3
+#: A band along an edge keeps an inner row (or column) only while it holds at least this share of the peaks of its
+#: fullest one: on a strip down the right edge (scripts/planted.py's `side`), 20 of the strategy's photos peaked on
+#: column 14 of 16 and 3 objects on column 13, which the place took in.
+BAND_LINE = 0.25
 #: Any image of the class with at least this share of its mass in a band along an edge joins the band's strategy,
 #: wherever it peaks: a watermark strip spans the whole edge, so an object elsewhere does not explain that mass. On
 #: the strip planted with its counterfactual pairs, the shortcut photos it added had 0.27-0.34 of their mass there,
