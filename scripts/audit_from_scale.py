@@ -4,7 +4,7 @@ The records are `run --json` lines as an audit writes them (`weights` on a 16 x 
 the local engine rounds them), with scripts/audit_scale.py's synthetic maps: 10 classes, in each objects wandering
 over the picture, 10% a corner tag, 10% a strip along the bottom edge. Their photos do not exist, so the audit
 draws no thumbnails and no strategy pictures (its cost is the records'). Each scale runs `attnviz audit --from
-RECORDS -o OUT -q` in a fresh process, whose own peak resident set is read with wait4; then report.html is opened
+RECORDS -o OUT -q` in a fresh process, whose own peak resident set it reports (`OWN_PEAK`); then report.html is opened
 from file:// in headless Chromium (scripts/report_scale.py), timing the page built and every record in.
 
     python scripts/audit_from_scale.py /tmp/afs 100000 1000000 [--keep]
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -68,11 +67,29 @@ def write_records(path: Path, n: int, classes: int = 10, seed: int = 0) -> None:
 STAGES = {"analysing": "read_s", "drawing": "analyse_s", "writing": "pictures_s", "images,": "write_s"}
 
 
+#: `python -c OWN_PEAK PEAK-FILE ARGS...` runs `attnviz ARGS` in that process, then writes its own peak resident set
+#: (VmHWM, KiB) to PEAK-FILE. Not `wait4`'s ru_maxrss: Linux carries the parent's high-water mark across fork and exec
+#: into the child's (a pytest-xdist worker that has just run the sweep's giants is at 16 GB).
+OWN_PEAK = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as status:
+        kib = next(line for line in status if line.startswith("VmHWM")).split()[1]
+    with open(out, "w") as file:
+        file.write(kib)
+atexit.register(peak)
+sys.argv[0] = "attnviz"
+runpy.run_module("attnviz.cli", run_name="__main__")
+"""
+
+
 def audit(records: Path, out: Path) -> dict[str, object]:
     """`attnviz audit --from` in a fresh process: its wall time, the time of each stage (from what it says on
-    stderr), and its own peak resident set (wait4)."""
+    stderr), and its own peak resident set (`OWN_PEAK`)."""
     shutil.rmtree(out, ignore_errors=True)
-    argv = [str(ROOT / ".venv" / "bin" / "attnviz"), "audit", "--from", str(records), "-o", str(out)]
+    peak = out.with_name(out.name + ".peak-kib")
+    argv = [sys.executable, "-c", OWN_PEAK, str(peak), "audit", "--from", str(records), "-o", str(out)]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     result: dict[str, object] = {}
@@ -85,11 +102,13 @@ def audit(records: Path, out: Path) -> dict[str, object]:
             now = time.perf_counter()
             result[stage] = round(now - last, 1)
             last = now
-    _, status, usage = os.wait4(proc.pid, 0)
+    status = proc.wait()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if status != 0:
         raise SystemExit(f"audit failed: {''.join(said)}")
-    return {"audit_s": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), **result}
+    peak_kib = int(peak.read_text())
+    peak.unlink()
+    return {"audit_s": round(seconds, 1), "peak_rss_mb": round(peak_kib / 1024), **result}
 
 
 def main() -> int:

@@ -417,7 +417,9 @@ def memory(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         sys.stdout.flush()  # our lines before the child's
         process = subprocess.Popen(command)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the max over all children
+        # this child's rusage, not the max over all children; Linux carries this process's own peak into it across
+        # fork and exec, so the figure is the child's own only while that is the larger (not checked here)
+        _, status, usage = os.wait4(process.pid, 0)
         process.returncode = code = os.waitstatus_to_exitcode(status)
         peaks[count] = mib(usage.ru_maxrss)
         seconds = time.perf_counter() - start

@@ -51,9 +51,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             )
 
 
-# Every worker shares the controller's derived-tensor cache (set here before the workers start): its files are
-# written atomically, and the tests that look at a cache's contents make their own.
-# Keep the derived-tensor cache of the test run out of the user's home, and remove it afterwards.
+# Keep the derived-tensor cache of the test run out of the user's home, and remove it afterwards. pytest-xdist's
+# workers share the controller's (set here before they start): its files are written atomically, and the tests that
+# look at a cache's contents make their own.
 if "ATTNVIZ_CACHE" not in os.environ:
     os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ATTNVIZ_CACHE"], ignore_errors=True)

@@ -54,23 +54,6 @@ def test_a_ray_runs_float32_weights_come_back_whole(tmp_path: Path) -> None:
     assert (back == weights).all() and all(json.loads(json_line(r))["target"] is None for r in records)
 
 
-#: `attnviz ARGS` in this process, then its own peak resident set (VmHWM, KiB) written to the file named first.
-#: Not `wait4`'s ru_maxrss: Linux carries the parent's high-water mark across fork and exec into the child's, and a
-#: pytest-xdist worker that has just run the sweep's giants is at 16 GB.
-OWN_PEAK = """
-import atexit, runpy, sys
-out = sys.argv.pop(1)
-def peak():
-    with open("/proc/self/status") as status:
-        kib = next(line for line in status if line.startswith("VmHWM")).split()[1]
-    with open(out, "w") as file:
-        file.write(kib)
-atexit.register(peak)
-sys.argv[0] = "attnviz"
-runpy.run_module("attnviz.cli", run_name="__main__")
-"""
-
-
 @pytest.mark.slow
 def test_100k_records_audit_in_bounded_memory_into_a_page_that_opens_at_once(tmp_path: Path) -> None:
     """The whole of `audit --from` (read, analyse, write records.jsonl and .parquet, the paged report) in a fresh
@@ -82,10 +65,22 @@ def test_100k_records_audit_in_bounded_memory_into_a_page_that_opens_at_once(tmp
 
     records = tmp_path / "records.jsonl"
     write_records(records, 100_000, classes=2)
+    import audit_from_scale  # scripts/, on the path since write_records
+
     if not Path("/proc/self/status").is_file():
         pytest.skip("the peak is read from /proc/self/status (Linux)")
     peak = tmp_path / "peak-kib"
-    argv = [sys.executable, "-c", OWN_PEAK, str(peak), "audit", "--from", str(records), "-o", str(tmp_path / "audit")]
+    argv = [
+        sys.executable,
+        "-c",
+        audit_from_scale.OWN_PEAK,
+        str(peak),
+        "audit",
+        "--from",
+        str(records),
+        "-o",
+        str(tmp_path / "audit"),
+    ]
     proc = subprocess.run([*argv, "-q"], stderr=subprocess.PIPE, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     peak_mb = int(peak.read_text()) / 1024
