@@ -11,7 +11,7 @@ help: ## list the targets
 install: $(VENV)/.installed ## create .venv and install attnviz with its test tools
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { $(PYTHON) scripts/check_disk.py $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
