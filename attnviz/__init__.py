@@ -35,3 +35,9 @@ def __getattr__(name: str) -> Any:
 
         return Explanation
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    """The public names too, so `help(attnviz)` and tab completion show `explain`, `Explainer` and `Explanation`
+    (pydoc lists what `dir()` finds; the lazy names are found only when asked for)."""
+    return sorted({*globals(), *__all__})

@@ -37,6 +37,7 @@ from attnviz.options import (
     Backend,
     Mode,
     Query,
+    check_choices,
     check_targets,
 )
 from attnviz.results import Explanation, GridResult, Prediction
@@ -81,6 +82,7 @@ class Explainer:
         threads: int = 0,
         notify: Callable[[str], None] | None = None,
     ) -> None:
+        mode, query, backend = check_choices(mode, query, backend, topk)  # before an encoder loads
         self.device = torch.device(pick_device(str(device)))
         if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
             encoder = model

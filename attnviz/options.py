@@ -6,6 +6,7 @@ Importing this module costs no torch, numpy or Pillow, so `attnviz --help` answe
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 from attnviz.errors import UsageError
 
@@ -120,3 +121,29 @@ def check_targets(targets: tuple[str, ...], topk: int) -> None:
         raise UsageError("--topk must be at least 1")
     if targets and topk > 1:
         raise UsageError("give either --target (one or more) or --topk, not both")
+
+
+Choice = TypeVar("Choice", bound=Enum)
+
+
+def choose(kind: type[Choice], value: Choice | str, what: str) -> Choice:
+    """`value` as a member of `kind`, or a UsageError naming the choices: a library caller's `mode="nope"` is told
+    what the command line would tell `--mode nope`, not Enum's bare ValueError."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise UsageError(f"{what}={value!r} is not one of: {allowed}") from None
+
+
+def check_choices(
+    mode: Mode | str | None, query: Query | str, backend: Backend | str, topk: int
+) -> tuple[Mode | None, Query, Backend]:
+    """A library caller's choices as the command line's options are checked: each a UsageError naming the choices."""
+    if topk < 1:
+        raise UsageError(f"topk={topk}: at least 1 prediction per image")
+    return (
+        None if mode is None else choose(Mode, mode, "mode"),
+        choose(Query, query, "query"),
+        choose(Backend, backend, "backend"),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,28 @@ def test_a_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(OutputError, match="cannot encode as WEBP"):
         wide.save(tmp_path / "wide.webp")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"mode": "nope"}, "mode='nope' is not one of: dot, general, concat"),
+        ({"query": "x"}, "query='x' is not one of: auto, classifier, gradient"),
+        ({"backend": "tpu"}, "backend='tpu' is not one of: auto, torch, onnxruntime"),
+        ({"topk": 0}, "topk=0: at least 1"),
+    ],
+)
+def test_a_bad_choice_is_a_usage_error_not_a_bare_value_error(keywords: dict[str, object], message: str) -> None:
+    """The README: anything but an AttnvizError is a bug. Enum's own ValueError was what `mode="nope"` raised."""
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Explainer("tiny_test", size=64, device="cpu", **keywords)  # type: ignore[arg-type]
+
+
+def test_help_of_the_package_shows_its_api() -> None:
+    """`help(attnviz)` listed only `__getattr__`: the lazy names were invisible to pydoc."""
+    import pydoc
+
+    import attnviz
+
+    text = pydoc.render_doc(attnviz, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
+    assert "explain(" in text and "class Explainer" in text and "class Explanation" in text

@@ -170,6 +170,19 @@ def test_audit_from_records_needs_no_network_and_refuses_what_it_cannot_use(
     one_error_line(err, "nothing to audit")
 
 
+@pytest.mark.parametrize("text", ["", "hello\n"])
+def test_audit_from_a_file_of_no_records_is_an_error_not_an_empty_report(
+    capsysbinary, tmp_path: Path, text: str
+) -> None:  # type: ignore[no-untyped-def]
+    """An empty file, or one line that is no record (dropped as a line cut short), gave an empty report and 0."""
+    source = tmp_path / "x.jpg"
+    source.write_text(text)
+    code, _, err = run(capsysbinary, "audit", "--from", source, "-o", tmp_path / "a")
+    assert code == 1
+    one_error_line(err, f"{source}: holds no records")
+    assert not (tmp_path / "a" / "report.html").exists()
+
+
 @pytest.mark.slow
 def test_the_audit_finds_a_planted_shortcut(tmp_path: Path) -> None:
     """A linear head on Lite0 that learned a corner tag as "cat": the tagged photos form their own strategy."""

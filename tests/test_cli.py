@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import TINY, run
+from helpers import SUBPROCESS_SETUP, TINY, run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -189,3 +191,121 @@ def test_console_script_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"attnviz: error: {bad}: not an image file (or a format Pillow cannot read)"
     assert proc.stdout == ""
+
+
+def test_a_closed_stdout_exits_141_in_silence() -> None:
+    """`attnviz labels | head -1`: the shell's status for a program a closed pipe stopped, not Typer's silent 1."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnviz.cli", "labels"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert (proc.wait(), err) == (141, b"")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_full_stdout_is_one_line_not_a_traceback() -> None:
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "attnviz.cli", "labels"], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert (proc.returncode, proc.stderr) == (1, "attnviz: error: stdout: No space left on device\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_run_json_into_a_full_stdout_is_one_line(tmp_path: Path) -> None:
+    """The batch writer's records, not only `print`: the lanes' failure reaches the same one line."""
+    command = SUBPROCESS_SETUP + "from attnviz.cli import main; sys.exit(main())"
+    photo = str(ROOT / "sample_images" / "coffee.png")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-c", command, "run", photo, *TINY, "-o", str(tmp_path), "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+    assert (proc.returncode, proc.stderr) == (1, "attnviz: error: stdout: No space left on device\n")
+
+
+def test_a_folder_run_twice_in_place_does_not_draw_maps_of_its_maps(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd photos && attnviz run . && attnviz run . --skip-existing`: the second run finds the same photos, not
+    `cat.attn-concat.attn-concat.png`; hidden files (macOS's `._cat.png`) are not photos either."""
+    Image.new("RGB", (96, 80), (200, 30, 30)).save(tmp_path / "cat.png")
+    (tmp_path / "._cat.png").write_bytes(b"\0\5\26\7 Mac OS X resource fork")
+    monkeypatch.chdir(tmp_path)
+    assert run(capsysbinary, "run", ".", *TINY)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["._cat.png", "cat.attn-concat.png", "cat.png"]
+    code, _, err = run(capsysbinary, "run", ".", *TINY, "--skip-existing")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["._cat.png", "cat.attn-concat.png", "cat.png"]
+
+
+def test_a_folder_of_nothing_but_outputs_says_what_was_skipped(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    Image.new("RGB", (96, 80)).save(tmp_path / "cat.attn-dot.png")
+    Image.new("RGB", (96, 80)).save(tmp_path / "cat.attn-concat.top2.png")
+    Image.new("RGB", (96, 80)).save(tmp_path / "cat.compare.png")
+    code, _, err = run(capsysbinary, "run", tmp_path, *TINY, "-o", tmp_path / "out")
+    assert code == 1
+    assert "found no image files in this folder (hidden files and attnviz's own outputs" in err
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "eval", "labels", "audit", "fit", "encoders"])
+def test_help_shows_no_python_type_names(capsysbinary: pytest.CaptureFixture[bytes], command: str) -> None:
+    """`<list[dot|general|...]>` and `[[TEXT]]` were what `compare --help` and `labels --help` showed."""
+    code, out, _ = run(capsysbinary, command, "--help")
+    assert code == 0
+    text = out.decode()
+    assert "list[" not in text and "[[" not in text and "<str>" not in text, text
+
+
+def test_compare_help_says_what_its_default_draws(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code, out, _ = run(capsysbinary, "compare", "--help")
+    assert code == 0
+    assert "photo.compare.png: dot and concat" in out.decode() and "all three modes" not in out.decode()
+
+
+def test_an_existing_file_without_an_extension_is_no_output_folder(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, small_png: Path
+) -> None:
+    """`-o notes` where notes is a file: taken for a folder, each write failed with `notes/x.png: File exists`."""
+    (tmp_path / "notes").write_text("mine")
+    code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", tmp_path / "notes")
+    assert code == 2
+    assert (
+        err.startswith(f"attnviz: error: -o {tmp_path / 'notes'}: exists and is not a folder") and err.count("\n") == 1
+    )
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("output", "extra", "message"),
+    [
+        ("-", ["--json"], "-o - and --json both want stdout"),
+        ("map.gif", [], "cannot tell the output format from 'map.gif'"),
+        ("-", ["--save-scores"], "--save-scores needs an output file"),
+    ],
+)
+def test_an_output_usage_error_is_said_before_the_network_loads(
+    capsysbinary: pytest.CaptureFixture[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    small_png: Path,
+    output: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    """These waited for the model to load (4 s for Lite0) before saying what the options alone show."""
+    import attnviz.batch.runner
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was loaded before the options were checked")
+
+    monkeypatch.setattr(attnviz.batch.runner, "Lanes", no_network)
+    code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", output, *extra)
+    assert code == 2
+    assert message in err and err.count("\n") == 1, err

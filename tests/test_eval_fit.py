@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from attnviz.attention.datafree import data_free_scorer
-from attnviz.attention.heads import load_head, save_head
+from attnviz.attention.heads import head_mode, load_head, save_head
 from attnviz.cli.app import main
 from attnviz.errors import InputError, UsageError
 from attnviz.models.registry import create_encoder
@@ -79,7 +79,7 @@ def test_deletion_and_insertion_reward_the_right_order(lite0) -> None:  # type: 
 
 
 def test_eval_needs_enough_photos(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["eval", str(tmp_path)]) == 2
+    assert main(["eval", str(tmp_path)]) == 1  # an input problem, as the README has it
     assert "needs at least 4 readable images" in capsys.readouterr().err
 
 
@@ -158,6 +158,8 @@ def test_head_round_trip_and_refusals(tmp_path: Path) -> None:
     corrupt.write_bytes((tmp_path / "c.safetensors").read_bytes()[:100])
     with pytest.raises(InputError, match=r"corrupt\.safetensors: not an attnviz head"):
         load_head(corrupt, encoder, Mode.concat)
+    with pytest.raises(InputError, match=r"missing\.safetensors: no such head file$"):  # not "not an attnviz head"
+        head_mode(tmp_path / "missing.safetensors")
     with pytest.raises(UsageError, match="no parameters to save"):
         save_head(data_free_scorer(encoder, Mode.dot), encoder, tmp_path / "d.safetensors")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from attnviz.errors import InputError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
 from attnviz.models.registry import create_encoder
+from attnviz.models.weights import load_state_dict
 from attnviz.options import SCORER_MODES, Query
 
 from helpers import Evil, photo
@@ -197,3 +199,15 @@ def test_the_same_target_twice_is_one_map(tmp_path: Path, monkeypatch: pytest.Mo
     record = json.loads(capsysbinary.readouterr().out)
     assert "maps" not in record and record["target"]["index"] == 968
     assert Path("coffee.attn-dot.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("notes.jpg", b"hello\n"), ("photo.pth", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)]
+)
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path: Path, name: str, content: bytes) -> None:
+    """A text file gave `cannot read weights (101)` (pickle's KeyError) and a picture `refused: ... could run
+    code`: both are only bytes that are no checkpoint."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(f"{path}: cannot read weights: not a torch checkpoint")):
+        load_state_dict(path)

@@ -99,6 +99,8 @@ def head_mode(path: str | os.PathLike[str]) -> Mode:
     from safetensors import SafetensorError, safe_open
 
     name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise InputError(f"{name}: no such head file")
     try:
         with safe_open(name, framework="pt") as handle:
             mode = (handle.metadata() or {}).get("mode", "")

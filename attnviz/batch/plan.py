@@ -61,10 +61,37 @@ def tagged(path: Path, tag: str) -> Path:
 def names_a_file(output: str) -> bool:
     """Whether `-o` names one image file: it has an extension and is not an existing folder or written as one
     (`maps/`). A name without an extension is a folder. An extension that is no image format is refused."""
-    if output.endswith(("/", os.sep)) or Path(output).is_dir() or not Path(output).suffix:
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return False
+    if not Path(output).suffix:
+        if os.path.exists(output):  # `-o notes`, a file: as a folder, every write would fail with "File exists"
+            raise UsageError(
+                f"-o {output}: exists and is not a folder; name a new folder, or a file ending in .png, .jpg or .webp"
+            )
         return False
     image_format(output)  # .gif, .txt: refused, naming the formats
     return True
+
+
+def check_output(arguments: list[str], options: RunOptions) -> bool:
+    """Refuses an `-o` that cannot take these inputs, before any network is loaded; returns whether this is the
+    single-image case."""
+    single = len(arguments) == 1 and arguments[0] != STDIN and not os.path.isdir(arguments[0])
+    output = options.output
+    if output == STDOUT:
+        if not single:
+            raise UsageError("-o - (image to stdout) needs exactly one input image")
+        if options.json:
+            raise UsageError("-o - and --json both want stdout; write the image to a file instead")
+        if options.save_scores:
+            raise UsageError("--save-scores needs an output file beside which to save, not -o -")
+    elif not single and output and Path(output).is_file():
+        raise UsageError(f"-o {output}: several inputs need an output folder, not a file")
+    elif output and names_a_file(output) and not single:
+        raise UsageError(
+            f"-o {output}: several inputs need an output folder; give a name without an image extension, or one input"
+        )
+    return single
 
 
 class OutputPlan:
@@ -83,24 +110,9 @@ class OutputPlan:
     def jobs(self, arguments: list[str], stdin: BinaryIO | None) -> tuple[Iterator[Job], int | None, bool]:
         """Jobs, their count when known up front, and whether this is the single-image case."""
         self.claimed = {}  # a second run may write the same outputs again (with --overwrite)
-        single = len(arguments) == 1 and arguments[0] != STDIN and not os.path.isdir(arguments[0])
-        output = self.options.output
-        if output == STDOUT:
-            if not single:
-                raise UsageError("-o - (image to stdout) needs exactly one input image")
-            if self.options.json:
-                raise UsageError("-o - and --json both want stdout; write the image to a file instead")
-            if self.options.save_scores:
-                raise UsageError("--save-scores needs an output file beside which to save, not -o -")
-            if len(self.map_tags) > 1:
-                raise UsageError("several maps per image (--topk, several --target) need files, not -o -")
-        elif not single and output and Path(output).is_file():
-            raise UsageError(f"-o {output}: several inputs need an output folder, not a file")
-        elif not single and output and names_a_file(output):
-            raise UsageError(
-                f"-o {output}: several inputs need an output folder; give a name without an image extension, "
-                "or one input"
-            )
+        single = check_output(arguments, self.options)
+        if self.options.output == STDOUT and len(self.map_tags) > 1:
+            raise UsageError("several maps per image (--topk, several --target) need files, not -o -")
         if STDIN in arguments:
             return expand(arguments, stdin, self.options.null_separated), None, single
         jobs = list(expand(arguments))

@@ -9,7 +9,7 @@ from typing import BinaryIO, TextIO
 
 from attnviz.batch.lanes import Lanes
 from attnviz.batch.options import RunOptions
-from attnviz.batch.plan import Item, OutputPlan
+from attnviz.batch.plan import Item, OutputPlan, check_output
 from attnviz.batch.progress import Progress
 from attnviz.batch.stream import arrivals
 from attnviz.batch.writer import Summary, Writer
@@ -92,6 +92,7 @@ class Runner:
 
 def run(arguments: list[str], options: RunOptions, stdin: BinaryIO | None = None) -> int:
     """Process `arguments` (files, folders, `-` for paths on stdin); returns the exit status."""
+    check_output(arguments, options)  # a usage error in -o is said before the network loads, not after
     runner = Runner(options, sys.stderr)
     return runner.run(arguments, stdin if stdin is not None else sys.stdin.buffer, sys.stdout.buffer)
 

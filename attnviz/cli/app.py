@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Annotated
 
@@ -24,6 +26,7 @@ from attnviz.cli.options import (
     FIT_EXAMPLES,
     LABELS_EXAMPLES,
     RUN_EXAMPLES,
+    ClosedPipe,
     Command,
 )
 from attnviz.cli.process import tune_process
@@ -98,5 +101,23 @@ def main(argv: list[str] | None = None) -> int:
     except AttnvizError as exc:
         print(f"attnviz: error: {exc}".replace("\n", "\\n"), file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:
+    except (BrokenPipeError, ClosedPipe):
+        _drop_stdout()
         return 141
+    except OSError as exc:  # what the library does not turn into an AttnvizError: writing stdout, mostly
+        _drop_stdout()
+        print(f"attnviz: error: {exc.filename or 'stdout'}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Points stdout at the null device, so the interpreter's last flush of what could not be written does not
+    print an "Exception ignored" traceback at exit."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # a stdout with no descriptor (a test's capture): nothing to drop
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from typing import Annotated
@@ -25,9 +26,14 @@ from attnviz.options import (
 )
 
 
+class ClosedPipe(Exception):
+    """stdout was closed early (`| head`). Not an OSError: Typer turns that one into a silent exit 1, where a shell
+    expects 141, as from any program a closed pipe stops."""
+
+
 class Command(TyperCommand):
-    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give; and Ctrl-C
-    said in one line."""
+    """Help without Python type names (`<list[str]>`): the metavars and the text say what to give; Ctrl-C said in
+    one line; a closed stdout told apart from other failures."""
 
     def invoke(self, ctx: click_core.Context) -> object:
         """Typer turns Ctrl-C into a silent exit 130; a run interrupted before its own handler (while a model
@@ -37,9 +43,17 @@ class Command(TyperCommand):
         except KeyboardInterrupt:
             print("attnviz: interrupted", file=sys.stderr)
             raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise ClosedPipe() from exc
+            raise
 
     def get_help(self, ctx: click_core.Context) -> str:
         text = re.sub(r" <(?:list\[str\]|str)>", lambda m: " " * len(m.group(0)), super().get_help(ctx))
+        text = re.sub(
+            r"<list\[([^\]]+)\]>", r"<\1>", text
+        )  # a repeatable choice: `<list[dot|concat]>` -> `<dot|concat>`
+        text = text.replace("[[TEXT]]", "[TEXT]")  # an optional argument whose metavar already says so
         return re.sub(r"\{([A-Z]+)\}", r"\1", text)  # usage line: `{INPUT}...` -> `INPUT...`
 
 
@@ -59,7 +73,7 @@ RUN_EXAMPLES = _examples(
 
 
 COMPARE_EXAMPLES = _examples(
-    "attnviz compare photo.jpg                 # -> photo.compare.png, all three modes",
+    "attnviz compare photo.jpg                 # -> photo.compare.png: dot and concat",
     "attnviz compare photo.jpg -k 2 -o fig.pdf",
     "attnviz compare photo.jpg -m dot -t cup -t espresso",
 )
@@ -161,7 +175,12 @@ MosaicSizeOption = Annotated[
 SizeOption = Annotated[
     int,
     typer.Option(
-        "--size", "-s", min=MIN_SIZE, metavar="PIXELS", help="Shorter side of the pass that draws the map, pixels."
+        "--size",
+        "-s",
+        min=MIN_SIZE,
+        metavar="PIXELS",
+        help="Shorter side of the pass that draws the map, pixels: at least two cells of the encoder's stride "
+        "(64 for the default encoder, stride 32).",
     ),
 ]
 TargetOption = Annotated[
@@ -215,7 +234,8 @@ ModeOption = Annotated[
     typer.Option(
         "--mode",
         "-m",
-        help="Attention mode: dot, general, concat; cls or rollout for ViT-family transformers; the CAM family "
+        help="Attention mode: dot, general, concat; cls, rollout, grad-rollout or legrad for ViT-family "
+        "transformers; the CAM family "
         "(gradcam, gradcam++, layercam, scorecam, eigencam) on any encoder "
         "[default: concat, or the --head file's mode].",
         show_default=False,

@@ -12,7 +12,7 @@ from typing import BinaryIO, TextIO
 from attnviz.audit.records import RECORDS, AuditRecord, Journal, read_records
 from attnviz.batch.options import RunOptions
 from attnviz.batch.plan import Item
-from attnviz.errors import UsageError
+from attnviz.errors import InputError, UsageError
 from attnviz.record import error_record
 
 #: The run's own records while it is under way: an interrupted audit resumes from them.
@@ -51,6 +51,11 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
         if inputs:
             raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
         records, errors = read_records(options.source, compact=True)
+        if not records and not errors:
+            raise InputError(
+                f"{options.source}: holds no records (an audit's records.jsonl, or the .parquet or .jsonl files of "
+                "`run --engine ray`, each line a map with its weights)"
+            )
         status = 1 if errors else 0
     else:
         if not inputs:

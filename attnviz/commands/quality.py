@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from attnviz.errors import UsageError
+from attnviz.errors import InputError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.io.images import load_image
 from attnviz.io.outputs import check_target
@@ -85,7 +85,7 @@ def run_eval(
     _needs_classes(encoder, "eval's mosaics are told apart by their tiles' classes: use --singles")
     _, images = load_folder(folder)
     if len(images) < 4:
-        raise UsageError(f"{folder}: needs at least 4 readable images, found {len(images)}")
+        raise InputError(f"{folder}: needs at least 4 readable images, found {len(images)}")
     methods = [Method(mode.value, Explainer(encoder, mode, options.size)) for mode in dict.fromkeys(options.modes)]
     for head in options.heads:
         mode = head_mode(head)

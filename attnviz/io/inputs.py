@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -45,12 +46,19 @@ def _decode(raws: list[bytes], null_separated: bool) -> Iterator[str]:
             yield os.fsdecode(name)
 
 
+#: attnviz's own outputs (`NAME.attn-MODE.png`, `NAME.attn-MODE.top2.png`, `NAME.compare.png`): a folder run twice
+#: in place must not draw maps of its maps.
+OWN_OUTPUT = re.compile(r"\.attn-[a-z0-9+-]+(\.[^.]+)?\.(png|jpe?g|webp)$|\.compare\.png$", re.IGNORECASE)
+SKIPPED = "hidden files and attnviz's own outputs (NAME.attn-MODE.png) are skipped"
+
+
 def walk_folder(folder: str) -> Iterator[str]:
-    """Image files under `folder`, recursively, in sorted order; symbolic links to folders are not followed."""
+    """Image files under `folder`, recursively, in sorted order; symbolic links to folders are not followed. Hidden
+    files and folders (`.name`, macOS's `._photo.jpg`) and attnviz's own outputs are left out."""
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if is_image_name(Path(name)):
+            if is_image_name(Path(name)) and not name.startswith(".") and not OWN_OUTPUT.search(name):
                 yield os.path.join(root, name)
 
 
@@ -83,7 +91,9 @@ def expand(arguments: Iterable[str], stdin: BinaryIO | None = None, null_separat
                 found = True
                 yield Job(path, mirrored(os.path.relpath(path, argument)))
             if not found:
-                yield Job(argument, mirrored(argument), error=f"{argument}: found no image files in this folder")
+                yield Job(
+                    argument, mirrored(argument), error=f"{argument}: found no image files in this folder ({SKIPPED})"
+                )
         else:  # a file named on the command line is named by itself in the output folder, as `cp a/x b/y dest/`
             yield Job(argument, PurePath(mirrored(argument).name))
 

@@ -16,6 +16,10 @@ from attnviz.errors import InputError
 _SHOWN = 4
 
 
+#: What a file of other bytes (a picture, text) given as weights is told.
+NOT_A_CHECKPOINT = "{name}: cannot read weights: not a torch checkpoint (.pt, .pth) or .safetensors file"
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Tensors from a .safetensors file, or from a torch checkpoint read with `weights_only=True`.
 
@@ -39,11 +43,17 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             warnings.simplefilter("ignore")  # torch's own advice would be to unpickle it anyway
             loaded = torch.load(name, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _is_checkpoint(name):  # bytes that are no pickle at all (a picture): torch's "Unsupported operand"
+            raise InputError(NOT_A_CHECKPOINT.format(name=name)) from None
         raise InputError(
             f"{name}: refused: not a plain weights file (it holds objects other than tensors, and loading those "
             "could run code)"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:  # what damaged files raise
+    except (EOFError, KeyError, IndexError):  # a pickle's opcodes read from bytes that are none: `KeyError: 101`
+        raise InputError(
+            f"{name}: cannot read weights: not a torch checkpoint (.pt, .pth) or .safetensors file"
+        ) from None
+    except (RuntimeError, OSError, ValueError) as exc:  # what damaged checkpoints raise
         raise InputError(
             f"{name}: cannot read weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         ) from None
@@ -86,3 +96,10 @@ def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str, what: 
     versioned = OrderedDict(state)
     versioned._metadata = getattr(state, "_metadata", None) or model.state_dict()._metadata  # type: ignore[attr-defined]
     model.load_state_dict(versioned, strict=True)
+
+
+def _is_checkpoint(name: str) -> bool:
+    """Whether a file starts as torch's zip checkpoints or a pickle (its PROTO opcode) do."""
+    with open(name, "rb") as handle:
+        start = handle.read(2)
+    return start == b"PK" or start[:1] == b"\x80"
