@@ -4,6 +4,7 @@ asked for explicitly."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,10 +85,10 @@ def test_the_export_is_cached_said_once_and_reused(_cache: Path) -> None:
     path = onnx_path(first.encoder)
     assert path.parent == _cache / "onnx" and path.is_file()
     assert len(said) == 1 and said[0].startswith("exported tiny_test to ONNX (") and str(path) in said[0]
-    stamp = path.stat().st_mtime_ns
+    inode = path.stat().st_ino  # an export is written anew and renamed over: another inode
     load_engine.cache_clear()  # a new process: only the file is left
     again = Explainer("tiny_test", "dot", 64, device="cpu", backend="onnxruntime", notify=said.append)
-    assert again.engine is not None and len(said) == 1 and path.stat().st_mtime_ns == stamp
+    assert again.engine is not None and len(said) == 1 and path.stat().st_ino == inode
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
 
 
@@ -209,3 +210,17 @@ def test_a_cache_that_cannot_be_written_leaves_auto_on_torch(tmp_path: Path, mon
     assert engine is None and why.startswith("torch: encoder tiny_test could not be exported to ONNX (")
     with pytest.raises(ExportError, match="could not be exported"):
         choose_engine(tiny, "onnxruntime", classifier_query=True, device="cpu", notify=print)
+
+
+def test_the_export_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
+    """Each weight file is another export; the cache kept every one (16 of Lite0, 230 MB, on a new user's)."""
+    from attnviz.models.export import prune
+
+    for k in range(12):
+        (tmp_path / f"net-{k:02d}.onnx").write_bytes(b"x")
+        os.utime(tmp_path / f"net-{k:02d}.onnx", (1000 + k, 1000 + k))
+    os.utime(tmp_path / "net-00.onnx", (5000, 5000))  # the oldest export, used last
+    (tmp_path / "notes.txt").write_text("not an export")
+    prune(tmp_path, keep=8)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["net-00.onnx", *[f"net-{k:02d}.onnx" for k in range(5, 12)], "notes.txt"]

@@ -79,11 +79,30 @@ def ensure_onnx(encoder: Encoder, notify: Callable[[str], None]) -> Path:
     """The cached ONNX file of `encoder`, exported (and `notify`-ed, once) when there is none yet."""
     path = onnx_path(encoder)
     if path.is_file():
+        with contextlib.suppress(OSError):  # a read-only cache still serves
+            os.utime(path)  # last used: what `prune` keeps
         return path
     start = time.perf_counter()
     export(encoder, path)
     notify(f"exported {encoder.name} to ONNX ({time.perf_counter() - start:.1f} s), cached at {path}")
+    prune(path.parent, keep=KEEP_EXPORTS)
     return path
+
+
+#: Exports kept in the cache: each other weight file (a fine-tuned head, a planted shortcut) is another export of
+#: 5-100 MB, so without a bound the cache only grows (a new user's held 16 of Lite0, 230 MB).
+KEEP_EXPORTS = 8
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Removes all but the `keep` most recently used exports in `folder`."""
+    exports = []
+    for path in folder.glob("*.onnx"):
+        with contextlib.suppress(OSError):  # another process's prune got there first
+            exports.append((path.stat().st_mtime, path))
+    for _, path in sorted(exports, reverse=True)[keep:]:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def export(encoder: Encoder, path: Path) -> None:
