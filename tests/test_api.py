@@ -237,3 +237,13 @@ def test_help_of_the_package_shows_its_api() -> None:
 
     text = pydoc.render_doc(attnviz, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
     assert "explain(" in text and "class Explainer" in text and "class Explanation" in text
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_picture_of_nan_or_inf_is_an_error_not_a_black_photo(bad: float) -> None:
+    """It was drawn as black and explained: a "nematode" with a finite map, for a bug in the caller's pipeline."""
+    picture = torch.rand(3, 64, 64)
+    picture[1, 5, 7] = bad
+    explainer = Explainer("tiny_test", "dot", 64, device="cpu")
+    with pytest.raises(UsageError, match="holds NaN or infinite values"):
+        explainer.explain(picture)

@@ -49,7 +49,9 @@ def as_picture(image: Picture) -> Image.Image:
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
             raise UsageError(f"a picture array must be uint8, or floats in [0, 1]; got {array.dtype}")
-        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if not np.isfinite(array).all():  # a caller's bug upstream: drawn as black, it would look like a photo
+            raise UsageError(f"a picture array of {array.dtype} holds NaN or infinite values")
+        array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
 
 
