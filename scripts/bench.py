@@ -357,9 +357,9 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
     print(f"\n{header}{'peak RSS':>10}{'other load':>12}{'CPU ms/image: user, system':>28}")
     cam, top = rate.get("pytorch-grad-cam", float("nan")), rate.get(limit, float("nan"))  # --ways may leave out
     for way, r in results.items():
-        vs_cam, vs_limit = rate[way] / cam, rate[way] / top
+        vs_cam, vs_limit = (f"{rate[way] / of:.2f}x" if of == of else "-" for of in (cam, top))  # NaN: not run
         print(
-            f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>12.2f}x{vs_limit:>9.2f}x"
+            f"{way:<36}{int(r['images']):>7}{r['seconds']:>9.2f}{rate[way]:>10.2f}{vs_cam:>13}{vs_limit:>10}"
             f"{r['rss']:>6.0f} MiB{r['others']:>12.2f}{1000 * r['user']:>14.1f}, {1000 * r['system']:.1f}"
         )
     if max(map(len, rates.values())) > 1:
@@ -372,7 +372,8 @@ def report(results: dict[str, dict[str, float]], rates: dict[str, list[float]]) 
                 paired = [a / b for a, b in zip(rates[way], rates[against], strict=True)]
                 rounds = " ".join(f"{ratio:.2f}" for ratio in paired)
                 print(f"{way} vs {name}, round by round: {rounds} (median {float(np.median(paired)):.2f})")
-    print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
+    if limit in rate:
+        print(f"vs limit: against {limit!r}, the fastest way to decode, resize and run the network with nothing else")
     print(f"limit rows: lanes x threads per lane, on {CORES} cores")
     one, many = rate.get("attnviz, one lane"), rate.get("attnviz")
     if one is not None and many is not None:
