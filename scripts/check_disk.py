@@ -1,6 +1,6 @@
 """Refuses a fresh `make install` on a disk without room for it, in one line, before pip fails half-way.
 
-The venv takes about 7 GB (PyPI's torch for Linux x86_64 is the CUDA build) and pip unpacks its wheels into a
+The venv takes about 7 GB on Linux x86_64 (PyPI's torch there is the CUDA build) and pip unpacks its wheels into a
 temporary folder first, so a fresh install asks for `NEEDED_GIB` free both where the venv goes and in the temporary
 folder. Exit status 1 (with the one line on stderr) when either has less.
 
@@ -9,12 +9,14 @@ folder. Exit status 1 (with the one line on stderr) when either has less.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-NEEDED_GIB = 9.0
+#: Linux x86_64 gets PyPI's CUDA build of torch; elsewhere (macOS, aarch64) the CPU build, under 1 GB.
+NEEDED_GIB = 9.0 if platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64") else 2.0
 
 
 def free_gib(path: Path) -> float:

@@ -57,6 +57,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 if "ATTNVIZ_CACHE" not in os.environ:
     os.environ["ATTNVIZ_CACHE"] = tempfile.mkdtemp(prefix="attnviz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ATTNVIZ_CACHE"], ignore_errors=True)
+# The suite exports many weight files to ONNX; the tiny encoder's export (below) must outlive them all.
+os.environ.setdefault("ATTNVIZ_KEEP_EXPORTS", "100000")
 
 
 @pytest.fixture(scope="session", autouse=True)

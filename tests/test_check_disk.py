@@ -37,4 +37,4 @@ def test_the_refusal_says_where_and_how_much(
     assert check_disk.main([str(tmp_path / ".venv")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"({tmp_path / '.venv'}) has 4.3 GiB free" in err and "needs about 9 GiB" in err
+    assert f"({tmp_path / '.venv'}) has 4.3 GiB free" in err and f"needs about {check_disk.NEEDED_GIB:.0f} GiB" in err

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attnviz.cli.app import main
+
 from helpers import SUBPROCESS_SETUP, TINY, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,10 +195,12 @@ def test_console_script_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
-def test_a_closed_stdout_exits_141_in_silence() -> None:
-    """`attnviz labels | head -1`: the shell's status for a program a closed pipe stopped, not Typer's silent 1."""
+@pytest.mark.parametrize("args", [["labels"], ["run", "--help"], ["--help"], ["--version"], []])
+def test_a_closed_stdout_exits_141_in_silence(args: list[str]) -> None:
+    """`attnviz labels | head -1`: the shell's status for a program a closed pipe stopped, not Typer's silent 1
+    (nor, for a bare `attnviz`, a traceback)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "attnviz.cli", "labels"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "attnviz.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader is gone before the first line is written
@@ -309,3 +313,30 @@ def test_an_output_usage_error_is_said_before_the_network_loads(
     code, _, err = run(capsysbinary, "run", small_png, *TINY, "-o", output, *extra)
     assert code == 2
     assert message in err and err.count("\n") == 1, err
+
+
+def test_an_oserror_not_from_stdout_is_not_passed_off_as_stdouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a full stdout is one line: any other unnamed OSError is a bug, and shows as one (a traceback)."""
+    import errno
+
+    import attnviz.commands.listing
+
+    def too_many(*args: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(attnviz.commands.listing, "labels", too_many)
+    with pytest.raises(OSError, match="Too many open files"):
+        main(["labels", "cat"])
+
+
+def test_user_photos_named_like_outputs_but_not_ours_are_kept(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    """Only the names attnviz writes are left out of a folder: a mode it has, a `.topN` or class-index tag."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("holiday.attn-2019.jpg", "team.attn-2.png", "IMG.attn-a.b.png", "cat.attn-dot.tabby.png"):
+        Image.new("RGB", (96, 80), (90, 140, 30)).save(photos / name)
+    code, out, err = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "out", "--json")
+    assert code == 0, err
+    assert len(out.decode().splitlines()) == 4

@@ -20,6 +20,7 @@ from attnviz.errors import ComputeError, UsageError
 from attnviz.explainer import Explainer
 from attnviz.models.base import Encoder
 from attnviz.models.export import ExportError, onnx_path
+from attnviz.models.registry import create_encoder
 from attnviz.models.runtime import choose_engine, load_engine
 from attnviz.options import SCORER_MODES, Backend
 
@@ -224,3 +225,22 @@ def test_the_export_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
     prune(tmp_path, keep=8)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["net-00.onnx", *[f"net-{k:02d}.onnx" for k in range(5, 12)], "notes.txt"]
+
+
+def test_an_export_prunes_the_least_recently_used_and_a_reuse_counts_as_use(
+    _cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ensure_onnx` touches an export it reuses and prunes the cache after writing a new one."""
+    monkeypatch.setenv("ATTNVIZ_KEEP_EXPORTS", "2")
+    folder = _cache / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, stamp in enumerate((1000, 2000)):
+        (folder / f"old-{k}.onnx").write_bytes(b"x")
+        os.utime(folder / f"old-{k}.onnx", (stamp, stamp))
+    Explainer("tiny_test", "dot", 64, device="cpu", backend="onnxruntime", notify=lambda _: None)
+    path = onnx_path(create_encoder("tiny_test"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["old-1.onnx", path.name])
+    os.utime(path, (500, 500))
+    load_engine.cache_clear()  # a new process: only the file is left
+    Explainer("tiny_test", "dot", 64, device="cpu", backend="onnxruntime", notify=lambda _: None)
+    assert path.stat().st_mtime > 2000  # used now: the newest, kept at the next prune

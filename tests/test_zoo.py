@@ -211,3 +211,12 @@ def test_a_file_that_is_no_checkpoint_says_so(tmp_path: Path, name: str, content
     path.write_bytes(content)
     with pytest.raises(InputError, match=re.escape(f"{path}: cannot read weights: not a torch checkpoint")):
         load_state_dict(path)
+
+
+def test_a_truncated_checkpoint_is_said_to_be_damaged_not_something_else(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.pt"
+    torch.save({"w": torch.ones(64, 64)}, whole, _use_new_zipfile_serialization=False)  # a plain pickle
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(InputError, match=re.escape(f"{cut}: cannot read weights (")):
+        load_state_dict(cut)

@@ -58,7 +58,7 @@ def _load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Sc
 
     name = os.fspath(path)
     if not os.path.isfile(name):
-        raise InputError(f"{name}: no such head file")
+        raise InputError(f"{name}: no such head file" if not os.path.exists(name) else f"{name}: not a file")
     try:
         with safe_open(name, framework="pt") as handle:
             metadata = handle.metadata() or {}

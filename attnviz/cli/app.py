@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Annotated
@@ -28,6 +29,7 @@ from attnviz.cli.options import (
     RUN_EXAMPLES,
     ClosedPipe,
     Command,
+    Group,
 )
 from attnviz.cli.process import tune_process
 from attnviz.errors import AttnvizError
@@ -57,6 +59,7 @@ def main_options(
 
 app = typer.Typer(
     name="attnviz",
+    cls=Group,
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -85,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except click_exceptions.NoArgsIsHelpError as exc:  # bare `attnviz`: the help, as written, not an error line
-        print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        try:
+            print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        except BrokenPipeError:
+            _drop_stdout()
+            return 141
         return 0
     except click_exceptions.UsageError as exc:
         hint = f" (see attnviz {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
@@ -104,20 +111,31 @@ def main(argv: list[str] | None = None) -> int:
     except (BrokenPipeError, ClosedPipe):
         _drop_stdout()
         return 141
-    except OSError as exc:  # what the library does not turn into an AttnvizError: writing stdout, mostly
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in STDOUT_FULL:  # not stdout's: a bug, shown as one
+            raise
         _drop_stdout()
-        print(f"attnviz: error: {exc.filename or 'stdout'}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"attnviz: error: stdout: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
+#: What a write to a full or failing stdout raises (`> /dev/full`). Every file attnviz writes itself names its path
+#: in an `OutputError`, so an unnamed one of these reaching `main` is stdout's.
+STDOUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 def _drop_stdout() -> None:
-    """Points stdout at the null device, so the interpreter's last flush of what could not be written does not
-    print an "Exception ignored" traceback at exit."""
+    """Points the process's stdout at the null device, so the interpreter's last flush of what could not be
+    written does not print an "Exception ignored" traceback at exit. Only the real stdout: a caller of `main()`
+    that replaced `sys.stdout` keeps its own."""
+    real = sys.__stdout__
+    if real is None or sys.stdout is not real:
+        return
     with contextlib.suppress(OSError):
-        sys.stdout.flush()
+        real.flush()
     try:
         null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        os.dup2(null, real.fileno())
         os.close(null)
-    except (OSError, ValueError, AttributeError):  # a stdout with no descriptor (a test's capture): nothing to drop
+    except (OSError, ValueError):  # a stdout with no descriptor: nothing to drop
         pass

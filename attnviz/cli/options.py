@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 import re
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -13,7 +14,7 @@ try:  # Typer 0.2x vendors its own click; older releases use the click package
     from typer._click import core as click_core
 except ImportError:  # pragma: no cover
     from click import core as click_core  # type: ignore[no-redef]
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from attnviz.options import (
     MIN_SIZE,
@@ -29,6 +30,25 @@ from attnviz.options import (
 class ClosedPipe(Exception):
     """stdout was closed early (`| head`). Not an OSError: Typer turns that one into a silent exit 1, where a shell
     expects 141, as from any program a closed pipe stops."""
+
+
+def _closing_pipe(make: Callable[[], click_core.Context]) -> click_core.Context:
+    """Help and --version are printed while a context is made, before `invoke`: `attnviz --help | head -1`."""
+    try:
+        return make()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise ClosedPipe() from exc
+        raise
+
+
+class Group(TyperGroup):
+    """The `attnviz` group: a closed stdout while its help or version is printed told apart, as in `Command`."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click_core.Context | None = None, **extra: Any
+    ) -> click_core.Context:
+        return _closing_pipe(lambda: super(Group, self).make_context(info_name, args, parent, **extra))
 
 
 class Command(TyperCommand):
@@ -47,6 +67,11 @@ class Command(TyperCommand):
             if exc.errno == errno.EPIPE:
                 raise ClosedPipe() from exc
             raise
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click_core.Context | None = None, **extra: Any
+    ) -> click_core.Context:
+        return _closing_pipe(lambda: super(Command, self).make_context(info_name, args, parent, **extra))
 
     def get_help(self, ctx: click_core.Context) -> str:
         text = re.sub(r" <(?:list\[str\]|str)>", lambda m: " " * len(m.group(0)), super().get_help(ctx))

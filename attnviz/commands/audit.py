@@ -53,8 +53,8 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
         records, errors = read_records(options.source, compact=True)
         if not records and not errors:
             raise InputError(
-                f"{options.source}: holds no records (an audit's records.jsonl, or the .parquet or .jsonl files of "
-                "`run --engine ray`, each line a map with its weights)"
+                f"{options.source}: holds no records to analyse (an audit's records.jsonl, or the .parquet or "
+                ".jsonl files of `run --engine ray`: each line an image's map with its weights, not skipped)"
             )
         status = 1 if errors else 0
     else:
@@ -68,7 +68,7 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
         meta.update(encoder=first.get("encoder"), mode=first.get("mode"))
     report = build_audit(out, records, errors, meta, colormap=options.run.colormap, alpha=options.run.alpha, say=say)
     (out / JOURNAL).unlink(missing_ok=True)  # everything it held is in records.jsonl now
-    say(f"{len(records)} images, {len(errors)} failed: {report}")
+    say(f"{len(records)} images analysed, {len(errors)} failed: {report}")
     return status
 
 

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from attnviz.io.images import is_image_name
 from attnviz.io.outputs import default_output_name
+from attnviz.options import Mode
 
 STDIN = "-"
 NUL_HINT = "paths on stdin are NUL-separated (first: {first}); give -0 (--null) to read find -print0 output"
@@ -48,7 +49,9 @@ def _decode(raws: list[bytes], null_separated: bool) -> Iterator[str]:
 
 #: attnviz's own outputs (`NAME.attn-MODE.png`, `NAME.attn-MODE.top2.png`, `NAME.compare.png`): a folder run twice
 #: in place must not draw maps of its maps.
-OWN_OUTPUT = re.compile(r"\.attn-[a-z0-9+-]+(\.[^.]+)?\.(png|jpe?g|webp)$|\.compare\.png$", re.IGNORECASE)
+OWN_OUTPUT = re.compile(
+    rf"\.attn-({'|'.join(re.escape(m.value) for m in Mode)})(\.top\d+|\.\d+)?\.(png|jpg|webp)$|\.compare\.png$"
+)
 SKIPPED = "hidden files and attnviz's own outputs (NAME.attn-MODE.png) are skipped"
 
 

@@ -85,13 +85,19 @@ def ensure_onnx(encoder: Encoder, notify: Callable[[str], None]) -> Path:
     start = time.perf_counter()
     export(encoder, path)
     notify(f"exported {encoder.name} to ONNX ({time.perf_counter() - start:.1f} s), cached at {path}")
-    prune(path.parent, keep=KEEP_EXPORTS)
+    prune(path.parent, keep=kept_exports())
     return path
 
 
 #: Exports kept in the cache: each other weight file (a fine-tuned head, a planted shortcut) is another export of
 #: 5-100 MB, so without a bound the cache only grows (a new user's held 16 of Lite0, 230 MB).
 KEEP_EXPORTS = 8
+
+
+def kept_exports() -> int:
+    """`ATTNVIZ_KEEP_EXPORTS` when set to a whole number (a cache shared by many weight files), else 8."""
+    value = os.environ.get("ATTNVIZ_KEEP_EXPORTS", "")
+    return int(value) if value.isdigit() else KEEP_EXPORTS
 
 
 def prune(folder: Path, keep: int) -> None:

@@ -49,11 +49,9 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             f"{name}: refused: not a plain weights file (it holds objects other than tensors, and loading those "
             "could run code)"
         ) from None
-    except (EOFError, KeyError, IndexError):  # a pickle's opcodes read from bytes that are none: `KeyError: 101`
-        raise InputError(
-            f"{name}: cannot read weights: not a torch checkpoint (.pt, .pth) or .safetensors file"
-        ) from None
-    except (RuntimeError, OSError, ValueError) as exc:  # what damaged checkpoints raise
+    except (RuntimeError, OSError, ValueError, EOFError, KeyError, IndexError) as exc:  # damaged files, or others
+        if not _is_checkpoint(name):  # a pickle's opcodes read from bytes that are none: `KeyError: 101`
+            raise InputError(NOT_A_CHECKPOINT.format(name=name)) from None
         raise InputError(
             f"{name}: cannot read weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         ) from None

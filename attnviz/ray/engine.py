@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 
 from attnviz.batch.lanes import map_tags, planning_explainer
 from attnviz.batch.options import STDOUT, RunOptions
-from attnviz.batch.plan import Item, OutputPlan
+from attnviz.batch.plan import Item, OutputPlan, check_output
 from attnviz.batch.progress import Progress
 from attnviz.batch.writer import Writer
 from attnviz.errors import ComputeError, UsageError
@@ -114,6 +114,7 @@ def run(
     stderr: TextIO | None = None,
 ) -> int:
     """`attnviz run` on Ray: the same outputs, JSON lines, summary and exit status as the local engine."""
+    check_output(arguments, options)  # a usage error in -o is said before Ray starts or an encoder loads
     out = stdout or sys.stdout.buffer
     writer = Writer(options, stderr or sys.stderr)
 
