@@ -82,7 +82,7 @@ class Explainer:
         threads: int = 0,
         notify: Callable[[str], None] | None = None,
     ) -> None:
-        mode, query, backend = check_choices(mode, query, backend, topk)  # before an encoder loads
+        mode, query, backend = check_choices(mode, query, backend, topk, {"size": size, "classify_size": classify_size})
         self.device = torch.device(pick_device(str(device)))
         if model is not None:  # `Explainer(model=my_net, layer=..., labels=..., mean=..., std=...)`
             encoder = model
@@ -90,6 +90,8 @@ class Explainer:
             encoder = cached_encoder(encoder, weights, layer, tuple(labels) if labels is not None else None)
             if self.device.type != "cpu":
                 encoder = copy.deepcopy(encoder)
+        elif not isinstance(encoder, (Encoder, nn.Module)):
+            raise UsageError(f"encoder must be a name, an Encoder or a torch module, not {type(encoder).__name__}")
         elif not isinstance(encoder, Encoder):  # the user's own module: wrapped, never changed
             from attnviz.models.generic import wrap_module
 

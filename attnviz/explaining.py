@@ -17,7 +17,8 @@ from PIL import Image
 from torch import Tensor
 
 from attnviz.errors import UsageError
-from attnviz.io.pictures import Pictures, Target, Targets, as_pictures, source_path
+from attnviz.io.pictures import Pictures, Targets, as_pictures, source_path
+from attnviz.options import Interpolation, choose
 from attnviz.results import Explanation, GridResult
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def explain_pictures(
     """One `Explanation` per picture, in order, each keeping its picture (a reference) to draw and save."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    choose(Interpolation, interpolation, "interpolation")  # before any work, as a UsageError
     pictures = as_pictures(images)
     sources = [source_path(image) for image in images] if isinstance(images, Sequence) else [None] * len(pictures)
     targets = per_picture(target, len(pictures))
@@ -45,7 +47,7 @@ def explain_pictures(
     return explained
 
 
-def per_picture(target: Targets, count: int) -> list[Target]:
+def per_picture(target: Targets, count: int) -> list[str | int | None]:
     """One target for each of `count` pictures: the one given for all, or the list of one each."""
     if isinstance(target, (Tensor, np.ndarray)):
         if target.ndim > 1:
@@ -60,7 +62,9 @@ def per_picture(target: Targets, count: int) -> list[Target]:
     return [_one(t) for t in target]
 
 
-def _one(target: object) -> Target:
+def _one(target: object) -> str | int | None:
+    if isinstance(target, (Tensor, np.ndarray)) and target.ndim == 0:  # `labels[i]` of a tensor of labels
+        target = target.item()
     if target is None or isinstance(target, str):
         return target
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):

@@ -5,6 +5,7 @@ Importing this module costs no torch, numpy or Pillow, so `attnviz --help` answe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import TypeVar
 
@@ -137,9 +138,13 @@ def choose(kind: type[Choice], value: Choice | str, what: str) -> Choice:
 
 
 def check_choices(
-    mode: Mode | str | None, query: Query | str, backend: Backend | str, topk: int
+    mode: Mode | str | None, query: Query | str, backend: Backend | str, topk: int, sizes: Mapping[str, object]
 ) -> tuple[Mode | None, Query, Backend]:
-    """A library caller's choices as the command line's options are checked: each a UsageError naming the choices."""
+    """A library caller's choices as the command line's options are checked: each a UsageError naming the choices.
+    `sizes`: name -> a whole number of pixels (or None)."""
+    for name, value in {"topk": topk, **sizes}.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{name}={value!r}: a whole number")
     if topk < 1:
         raise UsageError(f"topk={topk}: at least 1 prediction per image")
     return (

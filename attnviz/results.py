@@ -22,6 +22,8 @@ from attnviz.record import PredictionRecord
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from attnviz.io.pictures import Picture
+
 #: Longer side of the picture a notebook shows (`_repr_png_`): a 12-megapixel photo is not sent to the browser.
 DISPLAY_SIDE = 1024
 
@@ -89,7 +91,7 @@ class Explanation(GridResult):
 
     def overlay(
         self,
-        image: Image.Image | None = None,
+        image: Picture | None = None,
         colormap: str = render.DEFAULT_COLORMAP,
         alpha: float = render.DEFAULT_ALPHA,
     ) -> np.ndarray:
@@ -99,7 +101,7 @@ class Explanation(GridResult):
 
     def drawn(
         self,
-        image: Image.Image | None = None,
+        image: Picture | None = None,
         *,
         annotate: bool = False,
         colormap: str = render.DEFAULT_COLORMAP,
@@ -120,7 +122,7 @@ class Explanation(GridResult):
     def save(
         self,
         path: str | os.PathLike[str],
-        image: Image.Image | None = None,
+        image: Picture | None = None,
         *,
         annotate: bool = False,
         overwrite: bool = False,
@@ -155,11 +157,13 @@ class Explanation(GridResult):
         picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BILINEAR)
         return encode_image(picture, "PNG", {})
 
-    def _photo(self, image: Image.Image | None) -> Image.Image:
+    def _photo(self, image: Picture | None) -> Image.Image:
         photo = image if image is not None else self.picture
         if photo is None:
             raise UsageError("this explanation keeps no picture: pass the picture it was drawn for")
-        photo = photo if photo.mode == "RGB" else photo.convert("RGB")
+        from attnviz.io.pictures import as_picture  # torch-free until a picture is drawn
+
+        photo = as_picture(photo)  # an RGB Pillow image from any picture `explain` takes
         if (photo.height, photo.width) != self.heatmap.shape:
             raise UsageError(
                 f"the picture is {photo.width}x{photo.height} but the map was drawn for "

@@ -247,3 +247,40 @@ def test_a_picture_of_nan_or_inf_is_an_error_not_a_black_photo(bad: float) -> No
     explainer = Explainer("tiny_test", "dot", 64, device="cpu")
     with pytest.raises(UsageError, match="holds NaN or infinite values"):
         explainer.explain(picture)
+
+
+@pytest.mark.parametrize(
+    ("picture", "message"),
+    [
+        (np.full((64, 64, 3), 200.0, np.float32), "must hold values in [0, 1], but this one goes from 200 to 200"),
+        (torch.full((3, 64, 64), -1.5), "goes from -1.5 to -1.5: divide 0-255 values by 255, or undo a normal"),
+        (np.zeros((0, 0, 3), np.uint8), "of shape (0, 0, 3) holds no pixels"),
+        (None, "a picture is a path, a Pillow image, a numpy array or a torch tensor, not NoneType"),
+        (b"\x89PNG", "not bytes"),
+    ],
+)
+def test_a_picture_that_cannot_be_meant_is_refused_with_why(picture: object, message: str) -> None:
+    """0-255 floats were clipped to white and explained ("nematode"), a normalised tensor clipped likewise; an empty
+    array reached torch; None was "a numpy picture must be (H, W), ..., got ()"."""
+    explainer = Explainer("tiny_test", "dot", 64, device="cpu")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        explainer.explain(picture)  # type: ignore[arg-type]
+
+
+def test_library_values_of_the_wrong_kind_are_usage_errors() -> None:
+    explainer = Explainer("tiny_test", "dot", 64, device="cpu")
+    with pytest.raises(UsageError, match="interpolation='cubicx' is not one of: nearest, bilinear, bicubic"):
+        explainer.explain(torch.rand(3, 64, 64), interpolation="cubicx")
+    with pytest.raises(UsageError, match="size='448': a whole number"):
+        Explainer("tiny_test", size="448")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="encoder must be a name, an Encoder or a torch module, not int"):
+        Explainer(5)  # type: ignore[arg-type]
+
+
+def test_a_0d_tensor_target_is_a_class_index_and_an_array_picture_draws_an_overlay() -> None:
+    """`labels[i]` of a tensor of labels was refused as `tensor(281)`; `overlay(array)` raised AttributeError."""
+    explainer = Explainer("tiny_test", "dot", 64, device="cpu")
+    picture = np.asarray(photo("chelsea.png").resize((80, 64)))  # (64, 80, 3) uint8
+    explained = explainer.explain(picture, target=torch.tensor(2))
+    assert explained.target is not None and explained.target.index == 2
+    assert explained.overlay(picture).shape == (64, 80, 3)

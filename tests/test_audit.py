@@ -243,3 +243,40 @@ def test_an_audit_loads_its_encoder_once_even_when_it_explains_twice(  # type: i
     assert code == 0 and "0 written, 5 skipped" in err and "5 written, 0 skipped" in err  # both passes ran
     assert len(built) == 1, built
     assert len((out / RECORDS).read_text().splitlines()) == 5
+
+
+def test_an_audit_inside_its_own_folder_does_not_audit_its_thumbnails(capsysbinary, photos: Path) -> None:  # type: ignore[no-untyped-def]
+    """`attnviz audit photos -o photos/audit` twice: the second run audited `photos/audit/thumbs/*.jpg` too."""
+    out = photos / "audit"
+    assert run(capsysbinary, "audit", photos, "-o", out, *TINY, "-q")[0] == 1  # broken.jpg
+    first = (out / RECORDS).read_text().splitlines()
+    code, _, err = run(capsysbinary, "audit", photos, "-o", out, *TINY)
+    assert code == 1, err
+    assert len((out / RECORDS).read_text().splitlines()) == len(first) == 5
+    inputs = [json.loads(line)["input"] for line in (out / RECORDS).read_text().splitlines()]
+    assert not [name for name in inputs if "/audit/" in name], inputs
+
+
+def test_audit_from_into_another_audit_needs_overwrite(capsysbinary, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first, second = tmp_path / "first", tmp_path / "second"
+    run(capsysbinary, "audit", photos / "sub", "-o", first, *TINY, "-q")
+    run(capsysbinary, "audit", photos / "coffee.png", "-o", second, *TINY, "-q")
+    before = (second / RECORDS).read_text()
+    code, _, err = run(capsysbinary, "audit", "--from", first, "-o", second)
+    assert code == 2
+    one_error_line(err, f"-o {second}: holds another audit; --overwrite replaces it")
+    assert (second / RECORDS).read_text() == before
+    assert run(capsysbinary, "audit", "--from", first, "-o", first, "-q")[0] == 0  # in place: re-analysed
+    assert run(capsysbinary, "audit", "--from", first, "-o", second, "--overwrite", "-q")[0] == 0
+
+
+def test_audit_from_where_the_images_are_not_says_so(
+    capsysbinary, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Relative paths read from another folder: the page had no pictures, and the audit said nothing."""
+    monkeypatch.chdir(photos)
+    run(capsysbinary, "audit", "sub", "-o", tmp_path / "a", *TINY, "-q")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsysbinary, "audit", "--from", tmp_path / "a", "-o", tmp_path / "b")
+    assert code == 0
+    assert "1 of 1 images could not be read from here" in err

@@ -47,6 +47,12 @@ def build_audit(
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
         for start in range(0, len(records), THUMB_CHUNK):  # a chunk at a time: no future per image held
             list(pool.map(lambda r: _thumbnail(out_dir, r), records[start : start + THUMB_CHUNK]))
+    missing = sum(record.get("thumb") is None for record in records)
+    if missing:  # `audit --from` elsewhere than where the images were read: relative paths lead nowhere
+        say(
+            f"{missing} of {len(records)} images could not be read from here, so the page shows no picture of them "
+            "(relative paths are read from the current folder: re-run where the audit ran)"
+        )
     pictures = {key: path for key, path in _strategy_pictures(out_dir, records, found, colormap, alpha)}
     say("writing the records and the report")
     write_records(out_dir, records)

@@ -50,6 +50,10 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
     if options.source is not None:
         if inputs:
             raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
+        source = Path(options.source).resolve()
+        in_place = out.resolve() in (source, source.parent)
+        if (out / RECORDS).is_file() and not in_place and not options.run.overwrite:
+            raise UsageError(f"-o {out}: holds another audit; --overwrite replaces it, or name a new folder")
         records, errors = read_records(options.source, compact=True)
         if not records and not errors:
             raise InputError(

@@ -16,9 +16,13 @@ Picture = str | os.PathLike[str] | Image.Image | np.ndarray | Tensor
 #: A batch: a list of pictures, a (B, 3, H, W) or (B, 1, H, W) tensor, or a (B, H, W, 3) numpy array.
 Pictures = Sequence[Picture] | np.ndarray | Tensor
 #: A class to explain, by index or name; None: the picture's top-1 class.
-Target = str | int | None
+Target = str | int | np.integer | Tensor | None  # a 0-d tensor or array: a class index
 #: One target for every picture of a batch, or one each (a list, or a (B,) tensor or array of indices).
 Targets = Target | Sequence[Target] | np.ndarray | Tensor
+
+
+#: How far outside [0, 1] a float picture may stray (resampling overshoot) before it is refused.
+FLOAT_SLACK = 0.01
 
 
 def as_picture(image: Picture) -> Image.Image:
@@ -29,6 +33,10 @@ def as_picture(image: Picture) -> Image.Image:
         raise UsageError(f"a list of {len(image)} pictures: explain_batch takes a batch (explain takes one picture)")
     if isinstance(image, (str, os.PathLike)):
         return load_image(image).image
+    if not isinstance(image, (Tensor, np.ndarray)):
+        raise UsageError(
+            f"a picture is a path, a Pillow image, a numpy array or a torch tensor, not {type(image).__name__}"
+        )
     if isinstance(image, Tensor):
         tensor = image.detach().cpu()
         if tensor.dim() == 4 and tensor.shape[0] == 1:
@@ -46,11 +54,19 @@ def as_picture(image: Picture) -> Image.Image:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise UsageError(f"a numpy picture must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.size == 0:
+        raise UsageError(f"a picture array of shape {array.shape} holds no pixels")
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
             raise UsageError(f"a picture array must be uint8, or floats in [0, 1]; got {array.dtype}")
         if not np.isfinite(array).all():  # a caller's bug upstream: drawn as black, it would look like a photo
             raise UsageError(f"a picture array of {array.dtype} holds NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:  # 0-255 floats, or a normalised tensor: clipped, nonsense
+            raise UsageError(
+                f"a float picture must hold values in [0, 1], but this one goes from {low:.3g} to {high:.3g}: "
+                "divide 0-255 values by 255, or undo a normalisation (attnviz normalises as its encoder expects)"
+            )
         array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
 
