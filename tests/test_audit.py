@@ -280,3 +280,16 @@ def test_audit_from_where_the_images_are_not_says_so(
     code, _, err = run(capsysbinary, "audit", "--from", tmp_path / "a", "-o", tmp_path / "b")
     assert code == 0
     assert "1 of 1 images could not be read from here" in err
+
+
+def test_an_audit_resumed_under_other_map_options_is_refused(capsysbinary, photos: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`audit -s 96`, then `audit` at the default: "0 written, 5 skipped", keeping the 96-pixel maps unsaid."""
+    out = tmp_path / "audit"
+    small = ["--encoder", "tiny_test"]
+    run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "96", "-q")
+    code, _, err = run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "64")
+    assert code == 2
+    one_error_line(err, f"-o {out}: was audited with size 96 (now 64); give the same options to resume it")
+    assert run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "96", "-q")[0] == 0
+    assert run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "64", "--overwrite", "-q")[0] == 0
+    assert json.loads((out / RECORDS).read_text().splitlines()[0])["size"][1] == 64

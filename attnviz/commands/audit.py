@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -13,11 +14,15 @@ from attnviz.audit.records import RECORDS, AuditRecord, Journal, read_records
 from attnviz.batch.options import RunOptions
 from attnviz.batch.plan import Item
 from attnviz.errors import InputError, UsageError
+from attnviz.io.outputs import write_bytes
 from attnviz.record import error_record
 
 #: The run's own records while it is under way: an interrupted audit resumes from them.
 JOURNAL = ".journal.jsonl"
 OVERLAYS = "overlays"
+#: The options its maps depend on, as the audit that made them had them: a resumed audit must match them.
+SETTINGS = ".settings.json"
+MAP_OPTIONS = ("mode", "encoder", "weights", "labels", "layer", "head", "query", "size", "classify_size")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ def explain_all(
     kept, with their records; an output without a record (cut off between the two) is explained again."""
     out.mkdir(parents=True, exist_ok=True)
     fresh = options.run.overwrite
+    _same_settings(out, options.run, fresh)
     known = {} if fresh else _earlier_records(out)
     run = replace(
         options.run, output=str(out / OVERLAYS), record_weights=True, skip_existing=not fresh, save_scores=False
@@ -139,6 +145,20 @@ def _engine(options: AuditOptions, run: RunOptions, stderr: TextIO) -> Drain:
         return drain(inputs, run, Writer(run, stderr), lambda item, _: keep(item), options.ray_address, stdin)
 
     return on_ray
+
+
+def _same_settings(out: Path, run: RunOptions, fresh: bool) -> None:
+    """Refuses to resume an audit under options that draw other maps (`--size 896`, then the default): its records
+    would mix two kinds of map. Records the options for the next resume."""
+    now = {name: getattr(value, "value", value) for name in MAP_OPTIONS if (value := getattr(run, name)) is not None}
+    path = out / SETTINGS
+    if not fresh and path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(name for name in MAP_OPTIONS if before.get(name) != now.get(name))
+        if changed:
+            was = ", ".join(f"{name} {before.get(name)!r} (now {now.get(name)!r})" for name in changed)
+            raise UsageError(f"-o {out}: was audited with {was}; give the same options to resume it, or --overwrite")
+    write_bytes(path, json.dumps(now, sort_keys=True).encode(), overwrite=True)
 
 
 def _earlier_records(out: Path) -> dict[str, AuditRecord]:

@@ -55,7 +55,7 @@ OWN_OUTPUT = re.compile(
 SKIPPED = "hidden files and attnviz's own outputs (NAME.attn-MODE.png, audit folders) are skipped"
 #: What marks a folder as an audit's output (`attnviz audit -o DIR`: its records, or its journal while it runs): its
 #: thumbnails are not photos of the dataset, even when DIR sits inside the audited folder.
-AUDIT_MARKS = ("records.jsonl", ".journal.jsonl")
+AUDIT_MARKS = ("records.jsonl", ".journal.jsonl", ".settings.json")
 
 
 def walk_folder(folder: str) -> Iterator[str]:
