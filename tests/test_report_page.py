@@ -134,6 +134,9 @@ def test_the_overview_counts_images_classes_flags_and_failures(page: WebDriver, 
     )
     assert "cannot identify image file" in page.find_element(By.ID, "error-list").text
     assert count(page) == f"{len(records)} of {len(records)} images"
+    one = page.execute_script("return [attnviz.count(1, 'image', 'images'), attnviz.count(2, 'image', 'images')]")
+    assert one == ["1 image", "2 images"]  # a class of one said "1 images", one of its strategies "1 strategies"
+    assert not [c.text for c in page.find_elements(By.CSS_SELECTOR, ".card") if " 1 images" in f" {c.text}"]
 
 
 def test_filters_change_the_count_and_the_rows(page: WebDriver, report: tuple[Path, dict]) -> None:

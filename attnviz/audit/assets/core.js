@@ -74,6 +74,8 @@
   A.url = (path) => (path ? String(path).split("/").map(encodeURIComponent).join("/") : "");
   A.fmt = (value, digits = 3) => (typeof value === "number" && isFinite(value) ? value.toFixed(digits) : "");
   A.pct = (share) => (typeof share === "number" ? Math.round(share * 100) + "%" : "");
+  // "1 image", "2 images", "1 strategy": a count with its noun
+  A.count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
   A.basename = (path) => String(path || "").split("/").pop();
   A.classLabel = (index) => {
     const cls = A.classByIndex.get(index);

@@ -90,7 +90,7 @@
         "stays in one place from image to image, unlike an object's: look here first" }, "fixed place") : "",
       s.small ? el("span", { class: "badge small", title: "a small strategy " +
         "of its class: possibly a shortcut" }, "small") : ""),
-      el("p", {}, `${s.size} images · ${A.pct(s.share)}`),
+      el("p", {}, `${A.count(s.size, "image", "images")} · ${A.pct(s.share)}`),
       s.why ? el("p", { class: "why" }, s.why) : "",
       el("div", { class: "exemplars" }, (s.exemplars || []).map(thumb)),
       el("button", { type: "button", class: "link", onclick: () => showInTable(c.index, s.id) }, "show in table"));
@@ -115,8 +115,8 @@
       const suspect = strategies.some((s) => s.suspect);
       const details = el("details", { class: "class", "data-class": c.index },
         el("summary", {}, el("i", { class: "dot", style: "background:" + A.classColor(c.index) }),
-          el("b", {}, c.label), ` ${c.count} images`,
-          c.clustered ? ` · ${strategies.length} strategies` : " · not clustered",
+          el("b", {}, c.label), ` ${A.count(c.count, "image", "images")}`,
+          c.clustered ? ` · ${A.count(strategies.length, "strategy", "strategies")}` : " · not clustered",
           suspect ? el("span", { class: "badge suspect" }, "fixed place") : "",
           small ? el("span", { class: "badge small" }, `${small} small`) : ""));
       details.addEventListener("toggle", () => {
