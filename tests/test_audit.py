@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from attnviz.audit.stats import border_mask, common_map, features, map_stats, ou
 from attnviz.audit.strategies import strategies
 from attnviz.errors import InputError
 
-from helpers import SAMPLES, TINY, one_error_line, run
+from helpers import SAMPLES, SUBPROCESS_SETUP, TINY, one_error_line, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,3 +294,20 @@ def test_an_audit_resumed_under_other_map_options_is_refused(capsysbinary, photo
     assert run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "96", "-q")[0] == 0
     assert run(capsysbinary, "audit", photos / "sub", "-o", out, *small, "--size", "64", "--overwrite", "-q")[0] == 0
     assert json.loads((out / RECORDS).read_text().splitlines()[0])["size"][1] == 64
+
+
+def test_an_audit_whose_stderr_is_closed_still_writes_its_records_and_report(photos: Path, tmp_path: Path) -> None:
+    """`attnviz audit photos/ -o audit/ 2>&1 | head -1`: the first progress line after the reader left stopped the
+    audit with 141, before any record or the report was written."""
+    out = tmp_path / "audit"
+    command = SUBPROCESS_SETUP + "from attnviz.cli import main; sys.exit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", command, "audit", str(photos / "sub"), "-o", str(out), *TINY],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    proc.stderr.close()  # the reader is gone before the first line
+    assert proc.wait(timeout=300) == 0
+    assert (out / RECORDS).is_file() and (out / "report.html").is_file()

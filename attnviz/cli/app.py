@@ -31,7 +31,7 @@ from attnviz.cli.options import (
     Command,
     Group,
 )
-from attnviz.cli.process import tune_process
+from attnviz.cli.process import OpenEnded, tune_process
 from attnviz.errors import AttnvizError
 
 
@@ -81,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
     tune_process()  # the command line may tune its own process; the library never does
+    stderr, sys.stderr = sys.stderr, OpenEnded(sys.stderr)  # `2>&1 | head`: the work goes on, unsaid
+    try:
+        return _main(argv)
+    finally:
+        sys.stderr = stderr
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # Without standalone mode click returns the status of `typer.Exit` instead of exiting.
         status = app(args=argv, prog_name="attnviz", standalone_mode=False)

@@ -4,7 +4,9 @@ for why), Pillow's guard, warnings.
 
 from __future__ import annotations
 
+import errno
 import sys
+from typing import Any, TextIO
 
 from attnviz.batch.allocator import tune_allocator
 
@@ -46,3 +48,34 @@ def _one_line_warning(
     line: object = None,
 ) -> None:
     print(f"attnviz: warning: {message}".replace("\n", " "), file=sys.stderr)
+
+
+class OpenEnded:
+    """stderr that a closed reader does not stop: `attnviz audit photos/ 2>&1 | head -1` closes it after one line,
+    and the audit, hours long, must still write its records and report. Once closed, what is said is dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+                self.closed_by_reader = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+                self.closed_by_reader = True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...: the stream's own
+        return getattr(self._stream, name)
