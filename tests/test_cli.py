@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -340,3 +341,14 @@ def test_user_photos_named_like_outputs_but_not_ours_are_kept(
     code, out, err = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "out", "--json")
     assert code == 0, err
     assert len(out.decode().splitlines()) == 4
+
+
+def test_a_run_started_with_stderr_closed_still_works(tmp_path: Path) -> None:
+    """`attnviz run photo.jpg 2>&-`: Python's sys.stderr is None, and the lanes' `stderr.isatty()` raised."""
+    command = SUBPROCESS_SETUP + "from attnviz.cli import main; sys.exit(main())"
+    photo = ROOT / "sample_images" / "coffee.png"
+    script = f"{shlex.quote(sys.executable)} -c {shlex.quote(command)} run {shlex.quote(str(photo))} "
+    script += f"{' '.join(TINY)} -o {shlex.quote(str(tmp_path))}/ 2>&-"
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    assert (tmp_path / "coffee.attn-concat.png").is_file()

@@ -81,11 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # file names that are not UTF-8
     tune_process()  # the command line may tune its own process; the library never does
-    stderr, sys.stderr = sys.stderr, OpenEnded(sys.stderr)  # `2>&1 | head`: the work goes on, unsaid
-    try:
-        return _main(argv)
-    finally:
-        sys.stderr = stderr
+    stderr = sys.stderr
+    with open(os.devnull, "w") as null:  # the stderr of a process started with fd 2 closed (`2>&-`): None
+        sys.stderr = OpenEnded(stderr if stderr is not None else null)  # type: ignore[assignment]
+        try:  # `2>&1 | head`: the work goes on, unsaid
+            return _main(argv)
+        finally:
+            sys.stderr = stderr
 
 
 def _main(argv: list[str] | None) -> int:
