@@ -5,6 +5,7 @@ Importing this module costs no torch, numpy or Pillow, so `attnviz --help` answe
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from enum import Enum
 from typing import TypeVar
@@ -143,7 +144,7 @@ def check_choices(
     """A library caller's choices as the command line's options are checked: each a UsageError naming the choices.
     `sizes`: name -> a whole number of pixels (or None)."""
     for name, value in {"topk": topk, **sizes}.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             raise UsageError(f"{name}={value!r}: a whole number")
     if topk < 1:
         raise UsageError(f"topk={topk}: at least 1 prediction per image")

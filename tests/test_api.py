@@ -284,3 +284,17 @@ def test_a_0d_tensor_target_is_a_class_index_and_an_array_picture_draws_an_overl
     explained = explainer.explain(picture, target=torch.tensor(2))
     assert explained.target is not None and explained.target.index == 2
     assert explained.overlay(picture).shape == (64, 80, 3)
+
+
+def test_pictures_a_user_would_pass_are_still_taken() -> None:
+    """A bicubic resize overshoots [0, 1] (-0.15 to 1.08 at hard edges); JAX, dask and the like give `__array__`;
+    numpy integers are whole numbers."""
+
+    class ArrayLike:
+        def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+            return np.full((64, 64, 3), 120, np.uint8)
+
+    explainer = Explainer("tiny_test", "dot", np.int64(64), device="cpu", topk=np.int64(2))  # type: ignore[arg-type]
+    overshoot = torch.rand(3, 64, 64) * 1.2 - 0.1  # (3, 64, 64) in [-0.1, 1.1]
+    assert explainer.explain(overshoot).heatmap.shape == (64, 64)
+    assert explainer.explain(ArrayLike()).heatmap.shape == (64, 64)  # type: ignore[arg-type]

@@ -311,3 +311,33 @@ def test_an_audit_whose_stderr_is_closed_still_writes_its_records_and_report(pho
     proc.stderr.close()  # the reader is gone before the first line
     assert proc.wait(timeout=300) == 0
     assert (out / RECORDS).is_file() and (out / "report.html").is_file()
+
+
+def test_a_user_folder_with_a_records_file_is_scanned_but_an_audit_in_place_leaves_its_pictures_out(
+    capsysbinary, photos: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A records.jsonl alone is a user's metadata, not an audit; `audit . -o .` must not audit its own thumbnails."""
+    (photos / "sub" / "records.jsonl").write_text("{}\n")
+    _, out, _ = run(capsysbinary, "run", photos, *TINY, "-o", tmp_path / "maps", "--json")
+    assert "china.jpg" in out.decode()
+    (photos / "sub" / "records.jsonl").unlink()
+    for _ in range(2):
+        run(capsysbinary, "audit", photos / "sub", "-o", photos / "sub", *TINY, "-q")
+    inputs = [json.loads(line)["input"] for line in (photos / "sub" / RECORDS).read_text().splitlines()]
+    assert [Path(name).name for name in inputs] == ["china.jpg"]
+
+
+def test_a_resume_under_the_same_options_said_otherwise_is_taken(
+    capsysbinary, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`--labels labels.txt` then `--labels ./labels.txt`, or `-m concat` named where it was the default: the same
+    maps, refused as others. An audit made before the settings were kept resumes unchecked."""
+    monkeypatch.chdir(tmp_path)
+    Path("labels.txt").write_text("\n".join(["cat", "dog", "hot dog", "sea lion", "lion"]) + "\n")
+    out = tmp_path / "audit"
+    args = ["audit", photos / "sub", "-o", out, *TINY, "-q"]
+    assert run(capsysbinary, *args, "--labels", "labels.txt")[0] == 0
+    assert run(capsysbinary, *args, "--labels", "./labels.txt", "-m", "concat")[0] == 0
+    (out / ".settings.json").unlink()  # as an older attnviz left it
+    assert run(capsysbinary, "audit", photos / "sub", "-o", out, "--encoder", "tiny_test", "-s", "96", "-q")[0] == 0
+    assert not (out / ".settings.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -56,7 +57,7 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
         if inputs:
             raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
         source = Path(options.source).resolve()
-        in_place = out.resolve() in (source, source.parent)
+        in_place = out.resolve() == source or source in (out.resolve() / RECORDS, out.resolve() / "records.parquet")
         if (out / RECORDS).is_file() and not in_place and not options.run.overwrite:
             raise UsageError(f"-o {out}: holds another audit; --overwrite replaces it, or name a new folder")
         records, errors = read_records(options.source, compact=True)
@@ -149,16 +150,31 @@ def _engine(options: AuditOptions, run: RunOptions, stderr: TextIO) -> Drain:
 
 def _same_settings(out: Path, run: RunOptions, fresh: bool) -> None:
     """Refuses to resume an audit under options that draw other maps (`--size 896`, then the default): its records
-    would mix two kinds of map. Records the options for the next resume."""
-    now = {name: getattr(value, "value", value) for name in MAP_OPTIONS if (value := getattr(run, name)) is not None}
+    would mix two kinds of map. An option left to its default on either side (a mode the head decides, the trained
+    classify size) is not compared. Records the options for the next resume; an audit made before they were kept
+    is resumed unchecked, and gets none (its options are not known)."""
+    now = {name: _setting(name, value) for name in MAP_OPTIONS if (value := getattr(run, name)) is not None}
     path = out / SETTINGS
+    if not fresh and not path.is_file() and any((out / name).is_file() for name in (RECORDS, JOURNAL)):
+        return
     if not fresh and path.is_file():
-        before = json.loads(path.read_text())
-        changed = sorted(name for name in MAP_OPTIONS if before.get(name) != now.get(name))
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        changed = sorted(n for n in MAP_OPTIONS if n in before and n in now and before[n] != now[n])
         if changed:
-            was = ", ".join(f"{name} {before.get(name)!r} (now {now.get(name)!r})" for name in changed)
+            was = ", ".join(f"{name} {before[name]!r} (now {now[name]!r})" for name in changed)
             raise UsageError(f"-o {out}: was audited with {was}; give the same options to resume it, or --overwrite")
+        now = {**before, **now}
     write_bytes(path, json.dumps(now, sort_keys=True).encode(), overwrite=True)
+
+
+def _setting(name: str, value: object) -> object:
+    """An option as compared: a file by its absolute path, an enum by its value."""
+    if name in ("weights", "labels", "head"):
+        return os.path.abspath(str(value))
+    return getattr(value, "value", value)
 
 
 def _earlier_records(out: Path) -> dict[str, AuditRecord]:

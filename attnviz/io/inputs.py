@@ -53,23 +53,32 @@ OWN_OUTPUT = re.compile(
     rf"\.attn-({'|'.join(re.escape(m.value) for m in Mode)})(\.top\d+|\.\d+)?\.(png|jpg|webp)$|\.compare\.png$"
 )
 SKIPPED = "hidden files and attnviz's own outputs (NAME.attn-MODE.png, audit folders) are skipped"
-#: What marks a folder as an audit's output (`attnviz audit -o DIR`: its records, or its journal while it runs): its
-#: thumbnails are not photos of the dataset, even when DIR sits inside the audited folder.
-AUDIT_MARKS = ("records.jsonl", ".journal.jsonl", ".settings.json")
+#: What marks a folder as an audit's output (`attnviz audit -o DIR`: the settings it keeps, its journal while it runs,
+#: or its records beside its report): its thumbnails are not photos of the dataset, even when DIR sits inside the
+#: audited folder. A folder with a records.jsonl alone is a user's, and is scanned.
+AUDIT_MARKS = (".settings.json", ".journal.jsonl")
+#: An audit folder's own picture folders, left out when the audit folder is the one scanned (`audit . -o .`).
+AUDIT_PICTURES = ("thumbs", "strategies", "overlays", "data")
 
 
 def walk_folder(folder: str) -> Iterator[str]:
     """Image files under `folder`, recursively, in sorted order; symbolic links to folders are not followed. Hidden
     files and folders (`.name`, macOS's `._photo.jpg`) and attnviz's own outputs (maps, audit folders) are left out."""
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _is_audit(os.path.join(root, d)))
+        own = AUDIT_PICTURES if _is_audit(root) else ()
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and d not in own and not _is_audit(os.path.join(root, d))
+        )
         for name in sorted(files):
             if is_image_name(Path(name)) and not name.startswith(".") and not OWN_OUTPUT.search(name):
                 yield os.path.join(root, name)
 
 
 def _is_audit(folder: str) -> bool:
-    return any(os.path.isfile(os.path.join(folder, mark)) for mark in AUDIT_MARKS)
+    def has(name: str) -> bool:
+        return os.path.isfile(os.path.join(folder, name))
+
+    return any(has(mark) for mark in AUDIT_MARKS) or (has("records.jsonl") and has("report.html"))
 
 
 def mirrored(path: str) -> PurePath:

@@ -27,7 +27,7 @@
       ["class", `${r.label} (${r.class})`],
       ["p", A.fmt(r.prob, 3)],
       ["strategy", r.cluster >= 0
-        ? `${r.cluster}${strategy ? ` of ${cls.strategies.length}: ${strategy.size} images, ${A.pct(strategy.share)}` : ""}`
+        ? `${r.cluster}${strategy ? ` of ${cls.strategies.length}: ${A.count(strategy.size, "image", "images")}, ${A.pct(strategy.share)}` : ""}`
         : "not clustered (too few images in the class)"],
       ...A.stats.map((s) => [s.label || s.key, A.fmt(r.stats ? r.stats[s.key] : null, 3), s.help]),
     ];
