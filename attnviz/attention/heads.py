@@ -56,9 +56,7 @@ def load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Sco
 def _load_head(path: str | os.PathLike[str], encoder: Encoder, mode: Mode) -> Scorer:
     from safetensors import SafetensorError, safe_open
 
-    name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise InputError(f"{name}: no such head file" if not os.path.exists(name) else f"{name}: not a file")
+    name = _head_file(path)
     try:
         with safe_open(name, framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -98,9 +96,7 @@ def head_mode(path: str | os.PathLike[str]) -> Mode:
     """The mode a head file was fitted for (read from its metadata only)."""
     from safetensors import SafetensorError, safe_open
 
-    name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise InputError(f"{name}: no such head file")
+    name = _head_file(path)
     try:
         with safe_open(name, framework="pt") as handle:
             mode = (handle.metadata() or {}).get("mode", "")
@@ -109,3 +105,11 @@ def head_mode(path: str | os.PathLike[str]) -> Mode:
     if mode not in (Mode.general.value, Mode.concat.value):
         raise InputError(f"{name}: not an attnviz head (no mode in its metadata)")
     return Mode(mode)
+
+
+def _head_file(path: str | os.PathLike[str]) -> str:
+    """`path` as a name, when it is a file."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise InputError(f"{name}: no such head file" if not os.path.exists(name) else f"{name}: not a file")
+    return name

@@ -6,7 +6,7 @@ import errno
 import re
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -26,14 +26,17 @@ from attnviz.options import (
     Query,
 )
 
+T = TypeVar("T")
+
 
 class ClosedPipe(Exception):
     """stdout was closed early (`| head`). Not an OSError: Typer turns that one into a silent exit 1, where a shell
     expects 141, as from any program a closed pipe stops."""
 
 
-def _closing_pipe(make: Callable[[], click_core.Context]) -> click_core.Context:
-    """Help and --version are printed while a context is made, before `invoke`: `attnviz --help | head -1`."""
+def _closing_pipe(make: Callable[[], T]) -> T:
+    """`make()`, with a closed stdout raised as `ClosedPipe`: in a command's work, and in making its context, where
+    help and --version are printed (`attnviz --help | head -1`)."""
     try:
         return make()
     except OSError as exc:
@@ -59,13 +62,9 @@ class Command(TyperCommand):
         """Typer turns Ctrl-C into a silent exit 130; a run interrupted before its own handler (while a model
         loads, say) says so too."""
         try:
-            return super().invoke(ctx)
+            return _closing_pipe(lambda: super(Command, self).invoke(ctx))
         except KeyboardInterrupt:
             print("attnviz: interrupted", file=sys.stderr)
-            raise
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                raise ClosedPipe() from exc
             raise
 
     def make_context(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from attnviz.batch.allocator import tune_allocator
@@ -59,19 +60,16 @@ class OpenEnded:
         self.closed_by_reader = False
 
     def write(self, text: str) -> int:
-        if not self.closed_by_reader:
-            try:
-                return self._stream.write(text)
-            except OSError as exc:
-                if exc.errno != errno.EPIPE:
-                    raise
-                self.closed_by_reader = True
+        self._unless_closed(lambda: self._stream.write(text))
         return len(text)
 
     def flush(self) -> None:
+        self._unless_closed(self._stream.flush)
+
+    def _unless_closed(self, call: Callable[[], object]) -> None:
         if not self.closed_by_reader:
             try:
-                self._stream.flush()
+                call()
             except OSError as exc:
                 if exc.errno != errno.EPIPE:
                     raise

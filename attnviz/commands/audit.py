@@ -11,18 +11,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from attnviz.audit.records import RECORDS, AuditRecord, Journal, read_records
+from attnviz.audit.records import PARQUET, RECORDS, AuditRecord, Journal, read_records
 from attnviz.batch.options import RunOptions
 from attnviz.batch.plan import Item
 from attnviz.errors import InputError, UsageError
+from attnviz.io.inputs import AUDIT_JOURNAL, AUDIT_SETTINGS
 from attnviz.io.outputs import write_bytes
 from attnviz.record import error_record
 
-#: The run's own records while it is under way: an interrupted audit resumes from them.
-JOURNAL = ".journal.jsonl"
+#: The run's own records while it is under way (an interrupted audit resumes from them), and the options its maps
+#: depend on, as the audit that made them had them (a resumed audit must match them); folder scans skip both.
+JOURNAL, SETTINGS = AUDIT_JOURNAL, AUDIT_SETTINGS
 OVERLAYS = "overlays"
-#: The options its maps depend on, as the audit that made them had them: a resumed audit must match them.
-SETTINGS = ".settings.json"
 MAP_OPTIONS = ("mode", "encoder", "weights", "labels", "layer", "head", "query", "size", "classify_size")
 
 
@@ -56,8 +56,8 @@ def audit(inputs: list[str], options: AuditOptions, stdin: BinaryIO | None = Non
     if options.source is not None:
         if inputs:
             raise UsageError("give either INPUTs to explain or --from RECORDS, not both")
-        source = Path(options.source).resolve()
-        in_place = out.resolve() == source or source in (out.resolve() / RECORDS, out.resolve() / "records.parquet")
+        source, here = Path(options.source).resolve(), out.resolve()
+        in_place = source in (here, here / RECORDS, here / PARQUET)
         if (out / RECORDS).is_file() and not in_place and not options.run.overwrite:
             raise UsageError(f"-o {out}: holds another audit; --overwrite replaces it, or name a new folder")
         records, errors = read_records(options.source, compact=True)

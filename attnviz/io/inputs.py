@@ -56,7 +56,8 @@ SKIPPED = "hidden files and attnviz's own outputs (NAME.attn-MODE.png, audit fol
 #: What marks a folder as an audit's output (`attnviz audit -o DIR`: the settings it keeps, its journal while it runs,
 #: or its records beside its report): its thumbnails are not photos of the dataset, even when DIR sits inside the
 #: audited folder. A folder with a records.jsonl alone is a user's, and is scanned.
-AUDIT_MARKS = (".settings.json", ".journal.jsonl")
+AUDIT_SETTINGS, AUDIT_JOURNAL = ".settings.json", ".journal.jsonl"
+AUDIT_MARKS = (AUDIT_SETTINGS, AUDIT_JOURNAL)
 #: An audit folder's own picture folders, left out when the audit folder is the one scanned (`audit . -o .`).
 AUDIT_PICTURES = ("thumbs", "strategies", "overlays", "data")
 

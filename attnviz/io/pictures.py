@@ -60,9 +60,9 @@ def as_picture(image: Picture) -> Image.Image:
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
             raise UsageError(f"a picture array must be uint8, or floats in [0, 1]; got {array.dtype}")
-        if not np.isfinite(array).all():  # a caller's bug upstream: drawn as black, it would look like a photo
+        low, high = float(array.min()), float(array.max())  # NaN if any is, and inf if any is
+        if not (np.isfinite(low) and np.isfinite(high)):  # a caller's bug upstream: drawn black, it looks like a photo
             raise UsageError(f"a picture array of {array.dtype} holds NaN or infinite values")
-        low, high = float(array.min()), float(array.max())
         if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:  # 0-255 floats, or a normalised tensor: clipped, nonsense
             raise UsageError(
                 f"a float picture must hold values in [0, 1], but this one goes from {low:.3g} to {high:.3g}: "
